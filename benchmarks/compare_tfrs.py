@@ -1,0 +1,388 @@
+"""Side-by-side benchmark: TensorFlow Recommenders vs torchrs_fn on MovieLens 100K retrieval.
+
+Both sides train the TFRS "basic retrieval" tutorial model (32-d user and movie embeddings,
+in-batch softmax retrieval loss, Adagrad(0.1), batch 8192, 3 epochs) and evaluate factorized
+top-K accuracy (K = 1, 5, 10, 50, 100) over all movies on the same 80/20 split:
+
+* TFRS: ``benchmarks/tfrs_basic_retrieval.py`` in the TensorFlow virtualenv
+  (``benchmarks/setup_tfrs_venv.sh`` creates ``.venv-tfrs``), run with ``TF_USE_LEGACY_KERAS=1``;
+* torchrs_fn: ``examples/movielens_retrieval.py`` in this (the current) Python environment.
+
+This script runs in the torchrs_fn environment. It loads MovieLens 100K and splits it with the
+torchrs_fn public API (``movielens.load`` + ``random_split``), writes the split to Parquet in a
+temporary folder for the TFRS script, then runs the two programs one after the other (never
+concurrently), alternating TFRS, torchrs_fn, TFRS, ... for ``--repeats`` rounds. Each program
+reports wall-clock seconds per training epoch (the first includes warm-up: tracing/compilation
+and data caching) and for one pass over the test set; the table shows medians over repeats.
+
+Usage (from the repository root)::
+
+    benchmarks/setup_tfrs_venv.sh            # once
+    python benchmarks/compare_tfrs.py --repeats 3 --json-out /tmp/bench.json
+
+Output: a Markdown block (machine, date, command, versions, results table) ready to paste into
+``docs/benchmarks.md``; progress goes to stderr. ``--json-out`` saves every raw result.
+
+The TFRS interpreter is ``--tfrs-python`` if given, else ``.venv-tfrs/bin/python`` if it exists,
+else ``$TFRS_PYTHON``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+try:
+    import torchrs_fn
+except ModuleNotFoundError:  # Not installed: use the checkout this script belongs to.
+    sys.path.insert(0, str(REPO_ROOT))
+    import torchrs_fn
+
+    # The torchrs_fn example runs as a subprocess; let it import the same checkout.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
+    )
+
+from torchrs_fn.data import random_split  # noqa: E402
+from torchrs_fn.data.datasets import movielens  # noqa: E402
+
+TFRS_SCRIPT = REPO_ROOT / "benchmarks" / "tfrs_basic_retrieval.py"
+TORCH_SCRIPT = REPO_ROOT / "examples" / "movielens_retrieval.py"
+DEFAULT_TFRS_VENV_PYTHON = REPO_ROOT / ".venv-tfrs" / "bin" / "python"
+
+TOP_KS = (1, 5, 10, 50, 100)
+FRAMEWORKS = ("tfrs", "torchrs_fn")
+REQUIRED_KEYS = (*(f"top_{k}" for k in TOP_KS), "epoch_seconds", "eval_seconds")
+
+
+def log(message: str) -> None:
+    """Progress messages go to stderr so that stdout holds only the report."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def resolve_tfrs_python(explicit: str | None) -> str:
+    """The TensorFlow virtualenv's interpreter (see the module docstring for the order)."""
+    if explicit:
+        return explicit
+    if DEFAULT_TFRS_VENV_PYTHON.exists():
+        return str(DEFAULT_TFRS_VENV_PYTHON)
+    from_env = os.environ.get("TFRS_PYTHON")
+    if from_env:
+        return from_env
+    sys.exit(
+        f"error: no TFRS interpreter: {DEFAULT_TFRS_VENV_PYTHON} does not exist and neither "
+        "--tfrs-python nor $TFRS_PYTHON is set; run benchmarks/setup_tfrs_venv.sh"
+    )
+
+
+def write_split(data_dir: str | None, seed: int, out_dir: Path) -> dict[str, Any]:
+    """Loads and splits MovieLens 100K with torchrs_fn; writes the TFRS script's inputs.
+
+    Returns the paths of ``train``/``test``/``movies`` Parquet files and the row counts.
+    """
+    ratings, movies = movielens.load("100k", data_dir=data_dir)
+    train, test = random_split(ratings, (0.8, 0.2), seed=seed)
+    paths = {name: out_dir / f"{name}.parquet" for name in ("train", "test", "movies")}
+    for name, table in (("train", train), ("test", test)):
+        pq.write_table(
+            pa.table(
+                {
+                    "user_id": table.column("user_id").cast(pa.string()),
+                    "movie_title": table.column("movie_title").cast(pa.string()),
+                }
+            ),
+            paths[name],
+        )
+    pq.write_table(
+        pa.table({"movie_title": movies.column("movie_title").cast(pa.string())}), paths["movies"]
+    )
+    return {
+        "paths": {name: str(path) for name, path in paths.items()},
+        "rows": {"train": train.num_rows, "test": test.num_rows, "movies": movies.num_rows},
+    }
+
+
+def run_json_command(cmd: Sequence[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Runs ``cmd`` in the repository root and parses the JSON object on its last stdout line."""
+    log(f"$ {shlex.join(cmd)}")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    wall = time.perf_counter() - start
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stderr.splitlines()[-30:])
+        raise RuntimeError(f"{shlex.join(cmd)} failed (exit {proc.returncode}):\n{tail}")
+    try:
+        result = json.loads(lines[-1])
+    except json.JSONDecodeError as err:
+        raise RuntimeError(
+            f"{shlex.join(cmd)}: last stdout line is not JSON: {lines[-1]!r}"
+        ) from err
+    missing = [key for key in REQUIRED_KEYS if key not in result]
+    if missing:
+        raise RuntimeError(f"{shlex.join(cmd)}: result lacks {missing}: {result}")
+    result["process_wall_seconds"] = wall
+    log(
+        f"  done in {wall:.1f} s: top_100={result['top_100']:.4f} "
+        f"epochs={[round(s, 2) for s in result['epoch_seconds']]} eval={result['eval_seconds']:.2f}"
+    )
+    return result
+
+
+def tfrs_command(args: argparse.Namespace, tfrs_python: str, split: dict[str, Any]) -> list[str]:
+    paths = split["paths"]
+    return [
+        tfrs_python, str(TFRS_SCRIPT),
+        "--train", paths["train"], "--test", paths["test"], "--movies", paths["movies"],
+        "--epochs", str(args.epochs), "--seed", str(args.seed), "--json",
+    ]  # fmt: skip
+
+
+def torch_command(args: argparse.Namespace) -> list[str]:
+    cmd = [
+        sys.executable, str(args.torch_script),
+        "--json", "--seed", str(args.seed), "--epochs", str(args.epochs),
+    ]  # fmt: skip
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    return cmd
+
+
+def tfrs_env() -> dict[str, str]:
+    """Environment for the TensorFlow process: legacy Keras, quiet C++ logs, no leaks from
+    this environment's Python path."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.pop("VIRTUAL_ENV", None)
+    env["TF_USE_LEGACY_KERAS"] = "1"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def summarize(results: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """Medians over repeats: accuracies, first epoch, later epochs (pooled), evaluation.
+
+    Optional keys (``eval_seconds_first``, ``epoch_cpu_seconds``, ``eval_cpu_seconds``) are
+    summarized when a result has them, else give ``None``.
+    """
+    summary: dict[str, float | None] = {
+        f"top_{k}": _median([r[f"top_{k}"] for r in results]) for k in TOP_KS
+    }
+    for prefix, key in (("", "epoch_seconds"), ("cpu_", "epoch_cpu_seconds")):
+        epochs = [r[key] for r in results if r.get(key)]
+        summary[f"first_epoch_{prefix}seconds"] = _median([e[0] for e in epochs])
+        summary[f"later_epoch_{prefix}seconds"] = _median([s for e in epochs for s in e[1:]])
+    for key in ("eval_seconds", "eval_seconds_first", "eval_cpu_seconds"):
+        summary[key] = _median([r[key] for r in results if r.get(key) is not None])
+    return summary
+
+
+ROWS: tuple[tuple[str, str, bool], ...] = (
+    *((f"top_{k}", f"top-{k} accuracy", False) for k in TOP_KS),
+    ("first_epoch_seconds", "epoch 1 seconds (incl. warm-up)", True),
+    ("later_epoch_seconds", "epoch 2+ seconds (median)", True),
+    ("eval_seconds", "eval seconds (test set)", True),
+    ("eval_seconds_first", "first eval seconds (incl. warm-up)", True),
+    ("later_epoch_cpu_seconds", "epoch 2+ process CPU seconds (median)", True),
+    ("eval_cpu_seconds", "eval process CPU seconds", True),
+)
+
+
+def format_table(summaries: dict[str, dict[str, float | None]]) -> str:
+    """Markdown table: one row per figure; ratio = TFRS / torchrs_fn for times."""
+
+    def cell(value: float | None, is_time: bool) -> str:
+        if value is None:
+            return "—"
+        return f"{value:.2f}" if is_time else f"{value:.4f}"
+
+    lines = ["| | TFRS | torchrs_fn | ratio (TFRS / torchrs_fn) |", "|---|---:|---:|---:|"]
+    for key, label, is_time in ROWS:
+        tf_value, torch_value = summaries["tfrs"][key], summaries["torchrs_fn"][key]
+        if tf_value is None and torch_value is None:
+            continue
+        ratio = "—"
+        if is_time and tf_value is not None and torch_value:
+            ratio = f"{tf_value / torch_value:.2f}×"
+        lines.append(
+            f"| {label} | {cell(tf_value, is_time)} | {cell(torch_value, is_time)} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info() -> dict[str, Any]:
+    try:
+        usable_cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable_cpus = os.cpu_count() or 0
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model(),
+        "nproc": usable_cpus,
+        "torch_version": package_version("torch"),
+        "torchrs_fn_version": getattr(torchrs_fn, "__version__", None)
+        or package_version("torchrs_fn"),
+        "torchrs_fn_path": next(iter(torchrs_fn.__path__), None),
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def report(
+    args: argparse.Namespace,
+    command: str,
+    date: str,
+    machine: dict[str, Any],
+    runs: dict[str, list[dict[str, Any]]],
+    summaries: dict[str, dict[str, float | None]],
+) -> str:
+    """The Markdown block printed on stdout."""
+    tf_run = runs["tfrs"][0]
+    commit = git_commit()
+    versions = (
+        f"- Python {machine['python']}; torch {machine['torch_version']}; "
+        f"torchrs_fn {machine['torchrs_fn_version']}{f' (commit {commit})' if commit else ''}; "
+        f"TensorFlow {tf_run.get('tf_version', '?')}; TFRS {tf_run.get('tfrs_version', '?')}"
+    )
+    lines = [
+        (
+            f"MovieLens 100K retrieval (TFRS basic_retrieval recipe), {args.epochs} epoch(s), "
+            f"seed {args.seed}, median of {args.repeats} run(s) each, run one after the other."
+        ),
+        "",
+        f"- Date: {date}",
+        f"- Machine: {machine['platform']}; CPU: {machine['cpu_model']}; "
+        + f"nproc: {machine['nproc']}",
+        versions,
+        f"- Command: `{command}`",
+        "",
+        format_table(summaries),
+        "",
+        (
+            "Times are wall-clock seconds unless marked CPU (user + system seconds of the "
+            "process, all threads); ratio > 1 means torchrs_fn is faster. Top-K metrics are "
+            "computed only at evaluation time on both sides; rows a side does not report "
+            "show —."
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data-dir", default=None, help="MovieLens files (movielens.load)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of (TFRS, torchrs_fn)")
+    parser.add_argument("--tfrs-python", default=None, help="TensorFlow virtualenv's python")
+    parser.add_argument("--torch-script", type=Path, default=TORCH_SCRIPT)
+    parser.add_argument("--json-out", type=Path, default=None, help="write raw results here")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per program run")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.epochs < 1:
+        parser.error("--repeats and --epochs must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = shlex.join(["python", *(sys.argv if argv is None else ["compare_tfrs.py", *argv])])
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    tfrs_python = resolve_tfrs_python(args.tfrs_python)
+    machine = machine_info()
+
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in FRAMEWORKS}
+    with tempfile.TemporaryDirectory(prefix="compare_tfrs_") as tmp:
+        split = write_split(args.data_dir, args.seed, Path(tmp))
+        log(f"split: {split['rows']}")
+        for repeat in range(args.repeats):
+            log(f"round {repeat + 1}/{args.repeats}")
+            runs["tfrs"].append(
+                run_json_command(tfrs_command(args, tfrs_python, split), tfrs_env(), args.timeout)
+            )
+            runs["torchrs_fn"].append(
+                run_json_command(torch_command(args), dict(os.environ), args.timeout)
+            )
+
+    summaries = {name: summarize(results) for name, results in runs.items()}
+    print(report(args, command, date, machine, runs, summaries))
+
+    if args.json_out is not None:
+        args.json_out.write_text(
+            json.dumps(
+                {
+                    "date": date,
+                    "command": command,
+                    "args": {
+                        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                    },
+                    "tfrs_python": tfrs_python,
+                    "machine": machine,
+                    "split_rows": split["rows"],
+                    "runs": runs,
+                    "summary": summaries,
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+        log(f"raw results written to {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()

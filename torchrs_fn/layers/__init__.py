@@ -1,0 +1,1 @@
+"""Building blocks as module definitions (MLP, cross layers, interactions) — filled by later issues."""

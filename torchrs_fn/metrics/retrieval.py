@@ -1,0 +1,112 @@
+"""Retrieval metrics: TFRS's ``FactorizedTopK`` as pure functions.
+
+For each query the positive candidate's score is compared with the scores of *all* candidates:
+the positive is in the top k when fewer than k candidates score strictly higher. Ties therefore
+count as hits, as in TFRS (``tf.math.in_top_k``), and the positive itself never counts against it.
+Candidates are scored in chunks, so the ``[B, N]`` score matrix is never held whole for large N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["DEFAULT_KS", "positive_ranks", "factorized_top_k", "top_k_metric_names"]
+
+DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 50, 100)
+_CHUNK = 65536
+
+
+def _check_2d(name: str, x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 2:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a 2-D tensor [rows, D], got {shape}")
+
+
+def positive_ranks(
+    query_embeddings: torch.Tensor,
+    candidate_embeddings: torch.Tensor,
+    positive_indices: torch.Tensor,
+    *,
+    chunk_size: int = _CHUNK,
+) -> torch.Tensor:
+    """``[B]`` int64: for each query, how many candidates score strictly higher than its positive.
+
+    Args:
+        query_embeddings: ``[B, D]``.
+        candidate_embeddings: ``[N, D]``, the whole candidate set.
+        positive_indices: ``[B]`` row of each query's positive in ``candidate_embeddings``.
+        chunk_size: candidates scored at a time.
+
+    Rank 0 means the positive is the best-scoring candidate (ties with it count in its favour).
+    """
+    _check_2d("query_embeddings", query_embeddings)
+    _check_2d("candidate_embeddings", candidate_embeddings)
+    q, c = query_embeddings, candidate_embeddings
+    if q.shape[1] != c.shape[1]:
+        raise ValueError(
+            f"query_embeddings {tuple(q.shape)} and candidate_embeddings {tuple(c.shape)} differ in "
+            "their last dimension"
+        )
+    if positive_indices.shape != (q.shape[0],):
+        raise ValueError(
+            f"positive_indices must have shape [{q.shape[0]}], got {tuple(positive_indices.shape)}"
+        )
+    if positive_indices.is_floating_point():
+        raise TypeError(f"positive_indices must be integers, got {positive_indices.dtype}")
+    n = c.shape[0]
+    if not torch.compiler.is_compiling() and positive_indices.numel():
+        lo, hi = int(positive_indices.min()), int(positive_indices.max())
+        if lo < 0 or hi >= n:
+            raise IndexError(
+                f"positive_indices must lie in [0, {n}) (the candidate rows), got values in [{lo}, {hi}]"
+            )
+    # The positive's score is read from the same matmul that scores every candidate, and its own
+    # column is left out of the count, so rounding never ranks the positive below itself.
+    idx = positive_indices[:, None]
+    if n <= chunk_size:
+        scores = q @ c.T
+        pos = scores.gather(1, idx)
+        return (scores > pos).sum(dim=1)
+    pos = torch.zeros(q.shape[0], 1, dtype=q.dtype, device=q.device)
+    for start in range(0, n, chunk_size):
+        scores = q @ c[start : start + chunk_size].T
+        inside = (idx >= start) & (idx < start + scores.shape[1])
+        local = (idx - start).clamp(0, scores.shape[1] - 1)
+        pos = torch.where(inside, scores.gather(1, local), pos)
+    ranks = torch.zeros(q.shape[0], dtype=torch.int64, device=q.device)
+    for start in range(0, n, chunk_size):
+        scores = q @ c[start : start + chunk_size].T
+        ranks = ranks + (scores > pos).sum(dim=1)
+    return ranks
+
+
+def factorized_top_k(
+    query_embeddings: torch.Tensor,
+    candidate_embeddings: torch.Tensor,
+    positive_indices: torch.Tensor,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict[str, torch.Tensor]:
+    """TFRS ``FactorizedTopK``: per-query top-k hits over all candidates.
+
+    Args:
+        query_embeddings: ``[B, D]``.
+        candidate_embeddings: ``[N, D]``.
+        positive_indices: ``[B]`` row of each query's positive in ``candidate_embeddings``.
+        ks: the cut-offs (TFRS default 1, 5, 10, 50, 100).
+
+    Returns:
+        ``{"top_1": [B] float (1.0 hit / 0.0 miss), "top_5": ..., ...}``; their means over a
+        test set are TFRS's ``factorized_top_k/top_k_categorical_accuracy``.
+    """
+    ks = tuple(int(k) for k in ks)
+    if not ks or min(ks) < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    ranks = positive_ranks(query_embeddings, candidate_embeddings, positive_indices)
+    return {f"top_{k}": (ranks < k).to(query_embeddings.dtype) for k in ks}
+
+
+def top_k_metric_names(ks: Sequence[int] = DEFAULT_KS) -> list[str]:
+    """The keys ``factorized_top_k`` returns: ``["top_1", "top_5", ...]``."""
+    return [f"top_{int(k)}" for k in ks]
