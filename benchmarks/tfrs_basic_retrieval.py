@@ -11,10 +11,9 @@ What it reproduces (https://www.tensorflow.org/recommenders/examples/basic_retri
   ``Embedding(len(vocabulary) + 1, 32)`` (row 0 is the out-of-vocabulary row);
   the user vocabulary is the sorted unique user ids of train + test, the movie vocabulary
   the sorted unique titles of ``--movies`` (the tutorial's ``np.unique``);
-* ``tfrs.tasks.Retrieval`` with ``tfrs.metrics.FactorizedTopK(candidates=...)`` over the
-  unique movie titles batched by 128 and mapped through the movie tower (the tutorial itself
-  streams every row of the movies dataset, so the 18 duplicated 100K titles appear twice;
-  ``--candidates all`` does that);
+* ``tfrs.tasks.Retrieval`` with ``tfrs.metrics.FactorizedTopK(candidates=...)`` over every row
+  of the movies table batched by 128 and mapped through the movie tower, as the tutorial does
+  (so the 18 duplicated 100K titles appear twice; ``--candidates unique`` uses each title once);
 * ``Adagrad(learning_rate=0.1)``; training data ``shuffle(100_000, seed).batch(8192).cache()``;
   test data ``batch(4096).cache()``; 3 epochs by default.
 
@@ -253,9 +252,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--candidates",
         choices=("unique", "all"),
-        default="unique",
-        help="top-K candidate set: the unique titles (default), or every row of --movies "
-        "including duplicate titles (what the tutorial literally does)",
+        default="all",
+        help="top-K candidate set: every row of --movies including duplicate titles (default, "
+        "what the tutorial does), or the unique titles",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON line on stdout")
     return parser.parse_args(argv)

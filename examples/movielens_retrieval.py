@@ -21,10 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from torch import nn
 
 import torchrs_fn as rs
-from torchrs_fn import metrics, optim, train
+from torchrs_fn import layers, metrics, optim, train
 from torchrs_fn.data import Loader, StringLookup, random_split
 from torchrs_fn.data.datasets import movielens
 from torchrs_fn.tasks import Retrieval
@@ -35,8 +34,8 @@ class MovieLensModel(rs.Model):
 
     def __init__(self, num_users: int, num_titles: int, embedding_dim: int = 32) -> None:
         super().__init__()
-        self.user_model = nn.Embedding(num_users, embedding_dim)
-        self.movie_model = nn.Embedding(num_titles, embedding_dim)
+        self.user_model = layers.Embedding(num_users, embedding_dim)
+        self.movie_model = layers.Embedding(num_titles, embedding_dim)
         self.task = Retrieval()
 
     def compute_loss(self, batch: dict[str, torch.Tensor], training: bool = False) -> torch.Tensor:
@@ -47,7 +46,9 @@ class MovieLensModel(rs.Model):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", default=None, help="folder (or ml-100k.zip) with the GroupLens files")
+    p.add_argument(
+        "--data-dir", default=None, help="folder (or ml-100k.zip) with the GroupLens files"
+    )
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8192)
     p.add_argument("--eval-batch-size", type=int, default=4096)
@@ -108,7 +109,9 @@ def run(args: argparse.Namespace) -> dict:
 
     eval_step = train.make_eval_step(eval_fn, compile=compile_)
 
-    state, history = train.fit(train_step, state, train_loader, epochs=args.epochs, verbose=not args.json)
+    state, history = train.fit(
+        train_step, state, train_loader, epochs=args.epochs, verbose=not args.json
+    )
 
     def evaluate_once() -> tuple[dict, float, float]:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -142,15 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"\nMovieLens 100K basic retrieval ({result['num_train']:,} train / {result['num_test']:,} test "
-          f"pairs, {result['num_candidates']:,} candidate titles, {result['device']})")
+    print(
+        f"\nMovieLens 100K basic retrieval ({result['num_train']:,} train / {result['num_test']:,} test "
+        f"pairs, {result['num_candidates']:,} candidate titles, {result['device']})"
+    )
     print(f"{'metric':<28}{'test':>10}")
     for k in metrics.top_k_metric_names():
         print(f"{'factorized top-' + k[4:] + ' accuracy':<28}{result[k]:>10.4f}")
     print()
     for i, (secs, loss) in enumerate(zip(result["epoch_seconds"], result["train_loss"]), start=1):
         print(f"epoch {i}: {secs:6.2f} s   train loss {loss:,.1f}")
-    print(f"evaluation: {result['eval_seconds']:.3f} s ({result['eval_seconds_first']:.2f} s with compile)")
+    print(
+        f"evaluation: {result['eval_seconds']:.3f} s ({result['eval_seconds_first']:.2f} s with compile)"
+    )
     return 0
 
 

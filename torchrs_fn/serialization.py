@@ -25,8 +25,16 @@ _MAGIC = "torchrs_fn.tree.v1"
 _DTYPES = {
     str(d).removeprefix("torch."): d
     for d in (
-        torch.float64, torch.float32, torch.float16, torch.bfloat16,
-        torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool,
+        torch.float64,
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
     )
 }
 
@@ -68,12 +76,14 @@ def save_tree(path: str | os.PathLike, pytree: Any) -> None:
         if dtype not in _DTYPES:
             raise TypeError(f"save_tree: unsupported dtype {x.dtype}")
         raw = x.reshape(-1).view(torch.uint8).numpy().tobytes() if x.numel() else b""
-        entries.append({"dtype": dtype, "shape": list(x.shape), "start": offset, "nbytes": len(raw)})
+        entries.append(
+            {"dtype": dtype, "shape": list(x.shape), "start": offset, "nbytes": len(raw)}
+        )
         blobs.append(raw)
         offset += len(raw)
-    header = json.dumps(
-        {"format": _MAGIC, "skeleton": skeleton, "tensors": entries}
-    ).encode("utf-8")
+    header = json.dumps({"format": _MAGIC, "skeleton": skeleton, "tensors": entries}).encode(
+        "utf-8"
+    )
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -101,7 +111,9 @@ def load_tree(
         raise ValueError(f"load_tree: {path} is truncated (header of {n} bytes does not fit)")
     header = json.loads(data[8 : 8 + n].decode("utf-8"))
     if header.get("format") != _MAGIC:
-        raise ValueError(f"load_tree: {path} is not a torchrs_fn tree file (format {header.get('format')!r})")
+        raise ValueError(
+            f"load_tree: {path} is not a torchrs_fn tree file (format {header.get('format')!r})"
+        )
     body = memoryview(data)[8 + n :]
     tensors = []
     for e in header["tensors"]:
@@ -131,7 +143,5 @@ def load_tree(
         return result
     want, got = tree.structure(like), tree.leaves(result)
     if want.num_leaves != len(got):
-        raise ValueError(
-            f"load_tree: {path} holds {len(got)} leaves, `like` has {want.num_leaves}"
-        )
+        raise ValueError(f"load_tree: {path} holds {len(got)} leaves, `like` has {want.num_leaves}")
     return tree.unflatten(want, got)

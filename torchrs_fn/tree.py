@@ -41,7 +41,7 @@ PyTree = Any
 _NS = "torchrs_fn"
 
 
-def map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:  # noqa: A001
+def map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
     """Apply ``fn`` leafwise over ``tree`` (and ``rest``, which must share its structure)."""
     return optree.tree_map(fn, tree, *rest, namespace=_NS)
 
@@ -161,6 +161,4 @@ def allclose(a: PyTree, b: PyTree, *, rtol: float = 1e-5, atol: float = 1e-8) ->
     """True when two trees share a structure and every pair of leaves is ``torch.allclose``."""
     if structure(a) != structure(b):
         return False
-    return all(
-        torch.allclose(x, y, rtol=rtol, atol=atol) for x, y in zip(leaves(a), leaves(b))
-    )
+    return all(torch.allclose(x, y, rtol=rtol, atol=atol) for x, y in zip(leaves(a), leaves(b)))

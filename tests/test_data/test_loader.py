@@ -316,3 +316,14 @@ def test_device_cuda(shuffle, pin_memory):
     np.testing.assert_array_equal(flags, order % 2 == 0)
     vec = torch.cat([b["vec"] for b in batches]).cpu().numpy()
     np.testing.assert_array_equal(vec, np.stack([2 * order, 2 * order + 1], axis=1))
+
+
+def test_nan_in_a_float_column_is_named_unless_allowed():
+    table = pa.table({"user_id": [1, 2, 3], "user_rating": [4.0, float("nan"), 3.0]})
+    with pytest.raises(ValueError, match=r"'user_rating' has 1 row.*first at row 1.*allow_nan"):
+        Loader(table, batch_size=2)
+    batches = list(Loader(table, batch_size=3, allow_nan=True))
+    assert torch.isnan(batches[0]["user_rating"][1])
+    inf_lists = pa.table({"x": pa.array([[1.0, 2.0], [float("inf"), 0.0]])})
+    with pytest.raises(ValueError, match=r"'x'.*first at row 1"):
+        Loader(inf_lists, batch_size=1)

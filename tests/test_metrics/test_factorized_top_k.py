@@ -30,7 +30,10 @@ def test_matches_brute_force(chunk, monkeypatch):
     got = (
         metrics.factorized_top_k(q, c, pos, ks)
         if chunk is None
-        else {f"top_{k}": (metrics.positive_ranks(q, c, pos, chunk_size=chunk) < k).float() for k in ks}
+        else {
+            f"top_{k}": (metrics.positive_ranks(q, c, pos, chunk_size=chunk) < k).float()
+            for k in ks
+        }
     )
     ref = _brute_force_hits(q, c, pos, ks)
     for k in ks:
@@ -74,4 +77,6 @@ def test_mean_accumulator_merges_exactly():
     b = metrics.mean_update(metrics.mean_init(), torch.tensor([4.0]), weight=3.0)
     merged = metrics.mean_merge(a, b)
     assert metrics.mean_result(merged) == pytest.approx((1 + 2 + 3 + 12) / 6)
-    assert metrics.mean_result(metrics.mean_init()) != metrics.mean_result(metrics.mean_init())  # NaN
+    assert metrics.mean_result(metrics.mean_init()) != metrics.mean_result(
+        metrics.mean_init()
+    )  # NaN

@@ -102,7 +102,9 @@ def test_model_compute_loss_through_apply_and_method():
     w = params["w"]["weight"][0]
     expected = ((batch["x"] @ w - batch["y"]) ** 2).sum()
     assert torch.allclose(rs.apply(model, params, batch), expected)
-    assert torch.allclose(rs.apply(model, params, batch["x"], method="predict")[:, 0], batch["x"] @ w)
+    assert torch.allclose(
+        rs.apply(model, params, batch["x"], method="predict")[:, 0], batch["x"] @ w
+    )
     assert torch.allclose(rs.models.loss_fn_of(model)(params, batch), expected)
 
 

@@ -57,7 +57,9 @@ def test_all_options_value_and_gradients_match_autograd(monkeypatch):
     w = torch.rand(20, generator=g, dtype=torch.float64) + 0.5
     prob = torch.rand(26, generator=g, dtype=torch.float64) * 0.9 + 0.05
     ids = torch.randint(0, 8, (26,), generator=g)  # many accidental hits
-    kwargs = dict(sample_weight=w, temperature=0.3, candidate_sampling_probability=prob, candidate_ids=ids)
+    kwargs = dict(
+        sample_weight=w, temperature=0.3, candidate_sampling_probability=prob, candidate_ids=ids
+    )
 
     ref_value, ref_grads = None, None
     qr, cr = q.clone().requires_grad_(), c.clone().requires_grad_()
@@ -82,7 +84,10 @@ def test_fused_gradients_under_vmap_over_a_sweep():
 
     grads = torch.vmap(torch.func.grad(loss, argnums=(0, 1)))(qs, cs, temps)
     for i in range(3):
-        ref = torch.func.grad(lambda a, b, i=i: retrieval_loss(a, b, temperature=temps[i], fused=False), argnums=(0, 1))(qs[i], cs[i])
+        ref = torch.func.grad(
+            lambda a, b, i=i: retrieval_loss(a, b, temperature=temps[i], fused=False),
+            argnums=(0, 1),
+        )(qs[i], cs[i])
         assert torch.allclose(grads[0][i], ref[0]) and torch.allclose(grads[1][i], ref[1])
 
 
@@ -90,7 +95,9 @@ def test_retrieval_task_module():
     q, c = _embeddings(b=10, seed=4)
     ids = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 9])
     task = Retrieval(temperature=0.5, remove_accidental_hits=True)
-    expected = _reference(q, c, torch.ones(10, dtype=torch.float64), 0.5, torch.ones(10, dtype=torch.float64), ids)
+    expected = _reference(
+        q, c, torch.ones(10, dtype=torch.float64), 0.5, torch.ones(10, dtype=torch.float64), ids
+    )
     assert torch.allclose(task(q, c, candidate_ids=ids), expected)
     with pytest.raises(ValueError, match="candidate_ids"):
         task(q, c)

@@ -32,7 +32,9 @@ def _reference_step(model, params, batch, lr):
     """One Adagrad step by plain autograd on a stateful module (independent of make_train_step)."""
     ref = TwoTower()
     ref.load_state_dict(tree.flatten_dict(params))
-    torch_opt = torch.optim.Adagrad(ref.parameters(), lr=lr, initial_accumulator_value=0.1, eps=1e-7)
+    torch_opt = torch.optim.Adagrad(
+        ref.parameters(), lr=lr, initial_accumulator_value=0.1, eps=1e-7
+    )
     loss = ref.compute_loss(batch)
     loss.backward()
     torch_opt.step()
@@ -114,7 +116,9 @@ def test_evaluate_averages_like_a_manual_loop():
     hits10 = torch.cat([eval_fn(params, b, cands)["top_10"] for b in batches])
     assert result["top_10"] == pytest.approx(hits10.mean().item())
     losses = [(eval_fn(params, b, cands)["loss"].item(), len(b["user_id"])) for b in batches]
-    assert result["loss"] == pytest.approx(sum(v * n for v, n in losses) / sum(n for _, n in losses))
+    assert result["loss"] == pytest.approx(
+        sum(v * n for v, n in losses) / sum(n for _, n in losses)
+    )
 
 
 def test_bad_arguments_are_named():

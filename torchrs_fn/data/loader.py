@@ -62,7 +62,7 @@ def _consume_readonly_warning() -> None:
 def _check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         # ValueError, not TypeError: every bad batch_size is one kind of error for callers.
-        raise ValueError(  # noqa: TRY004
+        raise ValueError(
             f"batch_size must be a positive int, got {batch_size!r} "
             f"(type {type(batch_size).__name__})"
         )
@@ -226,6 +226,20 @@ def _wants_cuda(device: torch.device | None) -> bool:
     return device is not None and device.type == "cuda"
 
 
+def _check_finite(name: str, array: np.ndarray) -> None:
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    bad = ~np.isfinite(array)
+    if bad.ndim > 1:
+        bad = bad.any(axis=tuple(range(1, bad.ndim)))
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"column {name!r} has {rows.size} row(s) with NaN or infinite values (first at row "
+            f"{int(rows[0])}); clean or impute them, or pass allow_nan=True to load them as they are"
+        )
+
+
 class Loader:
     """Iterates over a table in batches of ``batch_size`` rows as ``dict[str, torch.Tensor]``.
 
@@ -247,6 +261,8 @@ class Loader:
         pin_memory: copy each CPU batch into pinned memory before moving it, so the copy to the
             GPU is asynchronous. Defaults to True when ``device`` is CUDA, False otherwise; pinning
             happens only when CUDA is available.
+        allow_nan: float columns holding NaN or infinity are an error by default (a NaN label
+            or feature would silently poison training); pass True to load them as they are.
 
     Each column becomes a numpy array once, here: integers and floats without nulls are zero-copy
     views of the Arrow buffers, bools and variable-size lists are copied once. A column of lists
@@ -275,6 +291,7 @@ class Loader:
         transform: Callable[[Batch], Any] | None = None,
         device: str | torch.device | None = None,
         pin_memory: bool | None = None,
+        allow_nan: bool = False,
     ) -> None:
         self.batch_size = _check_batch_size(batch_size)
         self.seed = _check_seed(seed)
@@ -297,6 +314,9 @@ class Loader:
             name: _column_to_numpy(name, table.column(name)) for name in self.columns
         }
         _consume_readonly_warning()
+        if not allow_nan:
+            for name, array in self._arrays.items():
+                _check_finite(name, array)
         self._dtypes = {k: torch.from_numpy(a[:0]).dtype for k, a in self._arrays.items()}
         # Keep the table alive: the zero-copy arrays point into its buffers.
         self._table = table

@@ -40,7 +40,9 @@ def brute_force_top_k(
         )
     n = candidates.shape[0]
     if not isinstance(k, int) or not 1 <= k <= n:
-        raise ValueError(f"brute_force_top_k: k must be an int in [1, {n}] (the candidates), got {k!r}")
+        raise ValueError(
+            f"brute_force_top_k: k must be an int in [1, {n}] (the candidates), got {k!r}"
+        )
     if identifiers is not None and identifiers.shape != (n,):
         raise ValueError(
             f"brute_force_top_k: identifiers must have shape [{n}], got {tuple(identifiers.shape)}"
@@ -68,7 +70,9 @@ class BruteForce:
 
     def __init__(self, candidates: torch.Tensor, identifiers: torch.Tensor | None = None) -> None:
         if candidates.ndim != 2 or candidates.shape[0] == 0:
-            raise ValueError(f"BruteForce: candidates must be a non-empty [N, D] tensor, got {tuple(candidates.shape)}")
+            raise ValueError(
+                f"BruteForce: candidates must be a non-empty [N, D] tensor, got {tuple(candidates.shape)}"
+            )
         if identifiers is not None and identifiers.shape != (candidates.shape[0],):
             raise ValueError(
                 f"BruteForce: identifiers must have shape [{candidates.shape[0]}], got {tuple(identifiers.shape)}"

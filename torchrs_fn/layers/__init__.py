@@ -1,1 +1,5 @@
-"""Building blocks as module definitions (MLP, cross layers, interactions) — filled by later issues."""
+"""Building blocks as module definitions (embeddings; MLP, cross layers and interactions to come)."""
+
+from .embedding import Embedding
+
+__all__ = ["Embedding"]

@@ -89,7 +89,8 @@ def _make_stateless(module: nn.Module) -> None:
         for name, p in list(sub._parameters.items()):
             if p is not None:
                 sub._parameters[name] = nn.Parameter(
-                    torch.empty(p.shape, dtype=p.dtype, device="meta"), requires_grad=p.requires_grad
+                    torch.empty(p.shape, dtype=p.dtype, device="meta"),
+                    requires_grad=p.requires_grad,
                 )
         if any(p is not None for p in sub._parameters.values()) and not getattr(
             sub, "_torchrs_fn_guarded", False
@@ -117,8 +118,8 @@ def init(
     Args:
         module: the model definition.
         seed: integer seed; the same seed gives bit-identical parameters.
-        device, dtype: where and in which dtype to create the parameters (default: CPU, float32
-            or the dtype the module declared).
+        device: where to create the parameters (default: CPU).
+        dtype: the dtype of the parameters (default: float32, or the dtype the module declared).
 
     Returns:
         ``{"submodule": {"weight": Tensor, ...}, ...}`` mirroring ``module.named_parameters()``.
@@ -202,8 +203,8 @@ class Model(nn.Module):
     the scalar loss from ``compute_loss``; it may instead return ``(loss, logs)`` with a dict of
     extra scalars to report. The model still trains functionally:
 
-    >>> params = init(model, seed=0)
-    >>> step = make_train_step(model, adagrad(0.1))   # uses loss_fn_of(model)
+        >>> params = init(model, seed=0)
+        >>> step = make_train_step(model, adagrad(0.1))   # uses loss_fn_of(model)
 
     ``forward(batch, training)`` calls ``compute_loss`` so ``apply(model, params, batch)`` returns
     the loss. Unlike TFRS there is no ``fit`` method on the model: use ``torchrs_fn.train.fit``.
@@ -212,9 +213,11 @@ class Model(nn.Module):
     def compute_loss(
         self, batch: dict[str, torch.Tensor], training: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        raise NotImplementedError(f"{type(self).__name__} must implement compute_loss(batch, training)")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement compute_loss(batch, training)"
+        )
 
-    def forward(self, batch: dict[str, torch.Tensor], training: bool = False):  # noqa: D102
+    def forward(self, batch: dict[str, torch.Tensor], training: bool = False):
         return self.compute_loss(batch, training=training)
 
 

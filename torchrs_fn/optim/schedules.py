@@ -77,7 +77,11 @@ def cosine_decay_schedule(init_value: float, decay_steps: int, alpha: float = 0.
 
 
 def warmup_cosine_decay_schedule(
-    init_value: float, peak_value: float, warmup_steps: int, decay_steps: int, end_value: float = 0.0
+    init_value: float,
+    peak_value: float,
+    warmup_steps: int,
+    decay_steps: int,
+    end_value: float = 0.0,
 ) -> Schedule:
     """Linear warm-up from ``init_value`` to ``peak_value``, then cosine decay to ``end_value``.
 

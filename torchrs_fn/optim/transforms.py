@@ -58,10 +58,14 @@ def _check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
     if callable(value) or isinstance(value, torch.Tensor):
         return
     if not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
+        raise ValueError(
+            f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}"
+        )
 
 
-def _hparams(params: PyTree, learning_rate: LearningRate, **others: float) -> dict[str, torch.Tensor]:
+def _hparams(
+    params: PyTree, learning_rate: LearningRate, **others: float
+) -> dict[str, torch.Tensor]:
     like = _first_leaf(params)
     out = {k: hparam(v, like) for k, v in others.items()}
     if not callable(learning_rate):
@@ -131,7 +135,9 @@ def adagrad(
     update equals TensorFlow's sparse (IndexedSlices) one.
     """
     _check_positive("adagrad: learning_rate", learning_rate)
-    _check_positive("adagrad: initial_accumulator_value", initial_accumulator_value, allow_zero=True)
+    _check_positive(
+        "adagrad: initial_accumulator_value", initial_accumulator_value, allow_zero=True
+    )
     _check_positive("adagrad: epsilon", epsilon, allow_zero=True)
 
     def init(params: PyTree) -> AdagradState:
@@ -148,7 +154,12 @@ def adagrad(
 
 
 def _adam(
-    learning_rate: LearningRate, b1: float, b2: float, eps: float, weight_decay: float | None, name: str
+    learning_rate: LearningRate,
+    b1: float,
+    b2: float,
+    eps: float,
+    weight_decay: float | None,
+    name: str,
 ) -> GradientTransformation:
     _check_positive(f"{name}: learning_rate", learning_rate)
     for hp, v in (("b1", b1), ("b2", b2)):
@@ -220,7 +231,9 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     def update(grads: PyTree, state: ClipState, params: PyTree = None):
         norm = tree.global_norm(grads)
         mx = state.hparams["max_norm"]
-        scale = torch.where(norm > mx, mx / torch.clamp(norm, min=torch.finfo(torch.float32).tiny), 1.0)
+        scale = torch.where(
+            norm > mx, mx / torch.clamp(norm, min=torch.finfo(torch.float32).tiny), 1.0
+        )
         return tree.map(lambda g: g * scale.to(g.dtype), grads), state
 
     return GradientTransformation(init, update)

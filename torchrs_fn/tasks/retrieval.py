@@ -71,7 +71,9 @@ def retrieval_scores(
     if candidate_sampling_probability is not None:
         scores = scores - torch.log(candidate_sampling_probability).to(scores.dtype)
     if candidate_ids is not None:
-        scores = scores + _accidental_hit_mask(candidate_ids, 0, query_embeddings.shape[0]) * _MASK_VALUE
+        scores = (
+            scores + _accidental_hit_mask(candidate_ids, 0, query_embeddings.shape[0]) * _MASK_VALUE
+        )
     return scores
 
 
@@ -79,7 +81,9 @@ def _accidental_hit_mask(candidate_ids: torch.Tensor, start: int, stop: int) -> 
     """``[stop - start, N]``: 1.0 where column j holds row i's positive item but j != i."""
     rows = torch.arange(start, stop, device=candidate_ids.device)
     same = candidate_ids[start:stop, None] == candidate_ids[None, :]
-    not_self = rows[:, None] != torch.arange(candidate_ids.shape[0], device=candidate_ids.device)[None, :]
+    not_self = (
+        rows[:, None] != torch.arange(candidate_ids.shape[0], device=candidate_ids.device)[None, :]
+    )
     return (same & not_self).to(torch.float32)
 
 
@@ -87,9 +91,9 @@ def _blockwise(
     q: torch.Tensor,
     c: torch.Tensor,
     weight: torch.Tensor,
-    bias: torch.Tensor,
+    bias: torch.Tensor | None,
     ids: torch.Tensor | None,
-    inv_t: torch.Tensor,
+    inv_t: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weighted summed loss and its gradients w.r.t. q and c, one block of rows at a time.
 
@@ -98,21 +102,33 @@ def _blockwise(
     ``dq = (w P / T) c - (w / T) c[:B]`` and ``dc = (w P / T)^T q - pad((w / T) q)``.
     """
     b = q.shape[0]
-    wt = weight * inv_t
-    pos = torch.sum(q * c[:b], dim=1) * inv_t + bias[:b]
+    wt = weight if inv_t is None else weight * inv_t
+    pos = torch.sum(q * c[:b], dim=1)
+    if inv_t is not None:
+        pos = pos * inv_t
+    if bias is not None:
+        pos = pos + bias[:b]
     lse_blocks, dq_blocks = [], []
     dc = torch.zeros_like(c)
     for start in range(0, b, _BLOCK_ROWS):
         stop = min(start + _BLOCK_ROWS, b)
         qb = q[start:stop]
-        s = (qb @ c.T) * inv_t + bias
+        s = qb @ c.T
+        if inv_t is not None:
+            s = s * inv_t
+        if bias is not None:
+            s = s + bias
         if ids is not None:
             s = s + _accidental_hit_mask(ids, start, stop) * _MASK_VALUE
-        lse = torch.logsumexp(s, dim=1)
-        g = torch.exp(s - lse[:, None]) * wt[start:stop, None]
+        # One exp per score: the softmax numerators serve both the log-sum-exp and the gradient.
+        m = torch.amax(s, dim=1, keepdim=True)
+        e = torch.exp(s - m)
+        z = torch.sum(e, dim=1, keepdim=True)
+        lse = (m + torch.log(z)).squeeze(1)
+        g = e * (wt[start:stop, None] / z)
         lse_blocks.append(lse)
         dq_blocks.append(g @ c)
-        dc = dc + g.T @ qb
+        dc = torch.addmm(dc, g.T, qb)
     total = torch.sum(weight * (torch.cat(lse_blocks) - pos))
     dq = torch.cat(dq_blocks) - wt[:, None] * c[:b]
     dc = dc - torch.nn.functional.pad(wt[:, None] * q, (0, 0, 0, c.shape[0] - b))
@@ -174,18 +190,26 @@ def retrieval_loss(
     q, c = query_embeddings, candidate_embeddings
     _check(q, c, sample_weight, candidate_sampling_probability, candidate_ids)
     if reduction not in ("sum", "mean", "none"):
-        raise ValueError(f"retrieval_loss: reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
+        raise ValueError(
+            f"retrieval_loss: reduction must be 'sum', 'mean' or 'none', got {reduction!r}"
+        )
     b = q.shape[0]
     if fused and reduction != "none":
-        weight = torch.ones(b, dtype=q.dtype, device=q.device) if sample_weight is None else sample_weight.to(q.dtype)
-        if candidate_sampling_probability is None:
-            bias = torch.zeros(c.shape[0], dtype=q.dtype, device=q.device)
-        else:
-            bias = -torch.log(candidate_sampling_probability).to(q.dtype)
-        if temperature is None:
-            inv_t = torch.ones((), dtype=q.dtype, device=q.device)
-        else:
-            inv_t = 1.0 / torch.as_tensor(temperature, dtype=q.dtype, device=q.device)
+        weight = (
+            torch.ones(b, dtype=q.dtype, device=q.device)
+            if sample_weight is None
+            else sample_weight.to(q.dtype)
+        )
+        bias = (
+            None
+            if candidate_sampling_probability is None
+            else -torch.log(candidate_sampling_probability).to(q.dtype)
+        )
+        inv_t = (
+            None
+            if temperature is None
+            else 1.0 / torch.as_tensor(temperature, dtype=q.dtype, device=q.device)
+        )
         total, _, _ = _SoftmaxXent.apply(q, c, weight, bias, candidate_ids, inv_t)
         return total / b if reduction == "mean" else total
     scores = retrieval_scores(

@@ -24,7 +24,11 @@ class ProgressBar:
     """A one-line text progress bar (redrawn at most every ``interval`` seconds on a terminal)."""
 
     def __init__(
-        self, total: int | None, desc: str = "", stream: TextIO | None = None, interval: float = 0.25
+        self,
+        total: int | None,
+        desc: str = "",
+        stream: TextIO | None = None,
+        interval: float = 0.25,
     ) -> None:
         self.total, self.desc, self.interval = total, desc, interval
         self.stream = stream if stream is not None else sys.stderr
@@ -58,7 +62,9 @@ def _batch_size(batch: Any) -> int:
     for x in torch.utils._pytree.tree_leaves(batch):
         if isinstance(x, torch.Tensor) and x.ndim > 0:
             return int(x.shape[0])
-    raise ValueError("cannot tell the batch size: the batch holds no tensor with a leading dimension")
+    raise ValueError(
+        "cannot tell the batch size: the batch holds no tensor with a leading dimension"
+    )
 
 
 def _fmt(logs: dict[str, Any]) -> str:
@@ -120,9 +126,11 @@ def fit(
                 sums[k] = mean_update(sums.get(k) or mean_init(v.device), v, float(size))
             steps += 1
             if bar is not None:
-                bar.update(1, lambda: f"loss {mean_result(sums['loss']):.4g}")
+                bar.update(1, lambda s=sums: f"loss {mean_result(s['loss']):.4g}")
         if steps == 0:
-            raise ValueError("fit: the loader yielded no batch (is it empty, or drop_remainder with too few rows?)")
+            raise ValueError(
+                "fit: the loader yielded no batch (is it empty, or drop_remainder with too few rows?)"
+            )
         record: dict[str, Any] = {"epoch": epoch}
         record.update({k: mean_result(s) for k, s in sums.items()})
         if not math.isfinite(record.get("loss", 0.0)):
@@ -156,7 +164,11 @@ def evaluate(
     ``[B]``-shaped values are averaged over examples; 0-d values over batches, weighted by batch
     size. Returns ``{name: float}``.
     """
-    bar = ProgressBar(len(loader) if hasattr(loader, "__len__") else None, "eval", stream) if verbose else None
+    bar = (
+        ProgressBar(len(loader) if hasattr(loader, "__len__") else None, "eval", stream)
+        if verbose
+        else None
+    )
     sums: dict[str, MeanState] = {}
     for batch in loader:
         out = eval_step(params, batch, *context)

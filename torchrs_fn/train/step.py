@@ -41,7 +41,9 @@ def init_state(params: Params, optimizer: GradientTransformation) -> TrainState:
         )
     leaves = [x for x in torch.utils._pytree.tree_leaves(params) if isinstance(x, torch.Tensor)]
     device = leaves[0].device if leaves else None
-    return TrainState(params, optimizer.init(params), torch.zeros((), dtype=torch.int64, device=device))
+    return TrainState(
+        params, optimizer.init(params), torch.zeros((), dtype=torch.int64, device=device)
+    )
 
 
 def maybe_compile(fn: Callable, compile: bool | dict, name: str) -> Callable:
@@ -64,7 +66,9 @@ def _as_loss_fn(loss: Callable | nn.Module) -> Callable:
     if isinstance(loss, nn.Module):
         return loss_fn_of(loss, training=True)
     if not callable(loss):
-        raise TypeError(f"expected a loss function (params, batch) -> loss or a Model, got {type(loss).__name__}")
+        raise TypeError(
+            f"expected a loss function (params, batch) -> loss or a Model, got {type(loss).__name__}"
+        )
     return loss
 
 

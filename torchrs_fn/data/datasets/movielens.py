@@ -6,28 +6,23 @@ values (TFDS's ``movielens.py`` / ``movielens_parsing.py`` define them):
 
 ratings, one row per line of ``u.data``, in file order (100,000 rows):
 
-==========================  ==============  ==================================================
-column                      Arrow type      value
-==========================  ==============  ==================================================
-user_id                     string          user id as written in the file, e.g. ``"196"``
-movie_id                    string          movie id as written in the file, e.g. ``"242"``
-movie_title                 string          title from ``u.item`` (latin-1), e.g. ``"Kolya (1996)"``
-movie_genres                list<int64>     TFDS genre label ids (``MOVIE_GENRES[i]`` names them),
-                                            in ``u.item`` flag order
-user_rating                 float32         1.0 .. 5.0
-timestamp                   int64           seconds since 1970-01-01 UTC
-raw_user_age                float32         age from ``u.user``
-bucketized_user_age         float32         1, 18, 25, 35, 45, 50 or 56: the largest of
-                                            18/25/35/45/50/56 not above the age, else 1
-user_gender                 bool            True = male (``"M"``), as TFDS
-user_occupation_label       int64           TFDS occupation label id (``USER_OCCUPATIONS[i]``);
-                                            100k's 21 occupations merged into the 1m labels
-user_occupation_text        string          occupation as written in ``u.user``
-user_zip_code               string          zip code as written (some are not numeric)
-==========================  ==============  ==================================================
+| column | Arrow type | value |
+|---|---|---|
+| ``user_id`` | ``string`` | user id as written in the file, e.g. ``"196"`` |
+| ``movie_id`` | ``string`` | movie id as written in the file, e.g. ``"242"`` |
+| ``movie_title`` | ``string`` | title from ``u.item`` (latin-1), e.g. ``"Kolya (1996)"`` |
+| ``movie_genres`` | ``list<int64>`` | TFDS genre label ids (``MOVIE_GENRES[i]`` names them), in ``u.item`` flag order |
+| ``user_rating`` | ``float32`` | 1.0 .. 5.0 |
+| ``timestamp`` | ``int64`` | seconds since 1970-01-01 UTC |
+| ``raw_user_age`` | ``float32`` | age from ``u.user`` |
+| ``bucketized_user_age`` | ``float32`` | 1, 18, 25, 35, 45, 50 or 56: the largest of 18/25/35/45/50/56 not above the age, else 1 |
+| ``user_gender`` | ``bool`` | True = male (``"M"``), as TFDS |
+| ``user_occupation_label`` | ``int64`` | TFDS occupation label id (``USER_OCCUPATIONS[i]``); 100k's 21 occupations merged into the 1m labels |
+| ``user_occupation_text`` | ``string`` | occupation as written in ``u.user`` |
+| ``user_zip_code`` | ``string`` | zip code as written (some are not numeric) |
 
 movies, one row per line of ``u.item``, in file order (1,682 rows): ``movie_id`` (string),
-``movie_title`` (string), ``movie_genres`` (list<int64>), as above.
+``movie_title`` (string), ``movie_genres`` (``list<int64>``), as above.
 
 Genre ids: 100k's 19 genre flags (``unknown``, ``Action``, ..., ``Western``) map to TFDS's
 21-name label list, with ``Children's`` named ``Children`` and ``unknown`` -> ``Unknown`` (id 17).

@@ -1,0 +1,1 @@
+"""pytest-benchmark suite settings: run with `make bench` (or `pytest benchmarks --benchmark-enable`)."""
