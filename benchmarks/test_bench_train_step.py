@@ -68,6 +68,7 @@ def test_retrieval_loss_grad(benchmark, fused):
     c = torch.randn(BATCH, DIM, generator=g) * 0.1
     fn = torch.func.grad_and_value(lambda a, b: retrieval_loss(a, b, fused=fused), argnums=(0, 1))
     grads, value = benchmark(fn, q, c)
+    assert grads[0].shape == q.shape
     ref = torch.nn.functional.cross_entropy(q @ c.T, torch.arange(BATCH), reduction="sum")
     assert torch.allclose(value, ref, rtol=1e-4)
 
