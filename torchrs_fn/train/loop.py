@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import torch
 
+from .. import tree
 from ..metrics.aggregate import MeanState, mean_init, mean_result, mean_update
 from .step import TrainState
 
@@ -59,7 +60,7 @@ class ProgressBar:
 
 
 def _batch_size(batch: Any) -> int:
-    for x in torch.utils._pytree.tree_leaves(batch):
+    for x in tree.leaves(batch):
         if isinstance(x, torch.Tensor) and x.ndim > 0:
             return int(x.shape[0])
     raise ValueError(

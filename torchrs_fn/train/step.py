@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from .. import tree
 from ..models.base import Params, loss_fn_of
 from ..optim.base import GradientTransformation, apply_updates
 
@@ -39,7 +40,7 @@ def init_state(params: Params, optimizer: GradientTransformation) -> TrainState:
             f"init_state: optimizer must be a GradientTransformation (e.g. optim.adagrad(0.1)), "
             f"got {type(optimizer).__name__}"
         )
-    leaves = [x for x in torch.utils._pytree.tree_leaves(params) if isinstance(x, torch.Tensor)]
+    leaves = [x for x in tree.leaves(params) if isinstance(x, torch.Tensor)]
     device = leaves[0].device if leaves else None
     return TrainState(
         params, optimizer.init(params), torch.zeros((), dtype=torch.int64, device=device)
