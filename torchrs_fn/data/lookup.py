@@ -38,25 +38,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from . import _lists
+
 __all__ = ["IntegerLookup", "StringLookup", "fnv1a_64"]
 
 ArrowLike = pa.Array | pa.ChunkedArray
 Values = pa.Array | pa.ChunkedArray | np.ndarray | Sequence[Any]
 
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _SHOW = 5  # how many offending values an error message lists
 
 
-def fnv1a_64(strings: pa.Array) -> np.ndarray:
+def fnv1a_64(strings: pa.Array, basis: int = 0xCBF29CE484222325) -> np.ndarray:
     """64-bit FNV-1a hash of the UTF-8 bytes of each string: ``[N]`` strings -> ``[N]`` uint64.
 
     Vectorised over strings: one numpy pass per byte position, so the cost is
-    ``O(total bytes + N * max length)`` in numpy, with no per-string Python work.
+    ``O(total bytes + N * max length)`` in numpy, with no per-string Python work. ``basis`` is the
+    starting value (FNV's offset basis by default; ``preprocessing.Hashing`` mixes its salt in here).
     """
     strings = pc.cast(strings, pa.large_string())
     n = len(strings)
-    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    h = np.full(n, np.uint64(basis), dtype=np.uint64)
     if n == 0:
         return h
     _, offsets_buf, data_buf = strings.buffers()
@@ -218,12 +220,18 @@ class _IndexLookup:
 
         Args:
             values: ``[N]`` pyarrow Array or ChunkedArray, or a numpy array (any shape) or list.
+                An Arrow list array (``list`` / ``large_list`` / ``fixed_size_list``, e.g. a
+                genres column) is mapped value by value.
 
         Returns:
             ids as ``pa.Int64Array`` for an Array, ``pa.ChunkedArray`` (same chunk lengths) for a
             ChunkedArray, and a numpy int64 array of the input's shape for numpy or list input.
+            For list arrays, a list array of the same kind and row lengths holding int64 ids.
             Known terms get ``num_oov_indices + position``; unknown ones an OOV bucket.
         """
+        if isinstance(values, (pa.Array, pa.ChunkedArray)) and _lists.is_list_type(values.type):
+            # Lists of values -> lists of ids, one lookup over all the flat values.
+            return _lists.map_list_values(values, self.__call__, "values")
         arr = self._checked_input(values, "values")
         flat = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
         positions = pc.index_in(flat, value_set=self._vocab)

