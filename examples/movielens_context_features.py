@@ -91,7 +91,9 @@ class MovieLensModel(rs.Model):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", default=None, help="folder (or ml-100k.zip) with the GroupLens files")
+    p.add_argument(
+        "--data-dir", default=None, help="folder (or ml-100k.zip) with the GroupLens files"
+    )
     p.add_argument("--timestamps", choices=("both", "on", "off"), default="both")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=2048)
@@ -113,7 +115,9 @@ def run(args: argparse.Namespace, use_timestamps: bool) -> dict:
     title_lookup = StringLookup(vocabulary=pc.unique(movies["movie_title"]).sort().to_pylist())
     timestamps = TimestampFeatures.fit(ratings["timestamp"], num_boundaries=1000)
     # Title words, padded to the longest title (the tutorial pads per batch; the mean is the same).
-    longest = int(pc.max(pc.list_value_length(pc.utf8_split_whitespace(movies["movie_title"]))).as_py())
+    longest = int(
+        pc.max(pc.list_value_length(pc.utf8_split_whitespace(movies["movie_title"]))).as_py()
+    )
     vectorizer = TextVectorization.fit(
         movies["movie_title"], max_tokens=MAX_TOKENS, output_sequence_length=longest
     )
@@ -168,12 +172,17 @@ def run(args: argparse.Namespace, use_timestamps: bool) -> dict:
 
     eval_step = train.make_eval_step(eval_fn, compile=compile_)
 
-    state, history = train.fit(train_step, state, train_loader, epochs=args.epochs, verbose=not args.json)
+    state, history = train.fit(
+        train_step, state, train_loader, epochs=args.epochs, verbose=not args.json
+    )
 
     t0 = time.perf_counter()
     with torch.no_grad():
         candidates = torch.cat(
-            [rs.apply(model.candidate_model, state.params["candidate_model"], b) for b in candidate_loader]
+            [
+                rs.apply(model.candidate_model, state.params["candidate_model"], b)
+                for b in candidate_loader
+            ]
         )
     test_metrics = train.evaluate(eval_step, state.params, test_loader, candidates)
     eval_seconds = time.perf_counter() - t0
@@ -198,8 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             print(json.dumps(r))
         return 0
-    print("\nMovieLens 100K retrieval with context features (test set, FactorizedTopK over all movies)")
-    print(f"{'variant':<22}{'top-1':>8}{'top-10':>8}{'top-50':>8}{'top-100':>9}{'TFRS top-100':>14}")
+    print(
+        "\nMovieLens 100K retrieval with context features (test set, FactorizedTopK over all movies)"
+    )
+    print(
+        f"{'variant':<22}{'top-1':>8}{'top-10':>8}{'top-50':>8}{'top-100':>9}{'TFRS top-100':>14}"
+    )
     for r in results:
         name = "with timestamps" if r["use_timestamps"] else "without timestamps"
         print(
