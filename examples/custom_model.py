@@ -171,11 +171,10 @@ def run(args: argparse.Namespace) -> dict:
     step = train.make_train_step(model, optimizer, compile=not args.no_compile)
     state, history = train.fit(step, state, train_loader, epochs=args.epochs, verbose=not args.json)
 
-    title_ids = np.asarray(titles(movies["movie_title"]))
-    unique_titles, first_row = np.unique(title_ids, return_index=True)
-    row_of_title = torch.full((titles.vocabulary_size(),), -1, dtype=torch.int64)
-    row_of_title[torch.from_numpy(unique_titles)] = torch.from_numpy(first_row)
-    row_of_title = row_of_title.to(device)
+    row_of_title = metrics.candidate_rows(
+        torch.from_numpy(np.asarray(titles(movies["movie_title"]))).to(device),
+        titles.vocabulary_size(),
+    )
 
     def eval_fn(params: rs.Params, batch: dict, candidates: torch.Tensor) -> dict:
         queries = rs.apply(model.user_tower, params["user_tower"], batch)

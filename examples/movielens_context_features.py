@@ -160,11 +160,10 @@ def run(args: argparse.Namespace, use_timestamps: bool) -> dict:
     compile_ = not args.no_compile
     train_step = train.make_train_step(model, optimizer, compile=compile_)
 
-    candidate_title_ids = np.asarray(title_lookup(movies["movie_title"]))
-    titles, first_row = np.unique(candidate_title_ids, return_index=True)
-    row_of_title = torch.full((title_lookup.vocabulary_size(),), -1, dtype=torch.int64)
-    row_of_title[torch.from_numpy(titles)] = torch.from_numpy(first_row)
-    row_of_title = row_of_title.to(device)
+    row_of_title = metrics.candidate_rows(
+        torch.from_numpy(np.asarray(title_lookup(movies["movie_title"]))).to(device),
+        title_lookup.vocabulary_size(),
+    )
 
     def eval_fn(params: rs.Params, batch: dict, candidates: torch.Tensor) -> dict:
         queries = rs.apply(model.query_model, params["query_model"], batch)

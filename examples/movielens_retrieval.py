@@ -17,7 +17,6 @@ import json
 import sys
 import time
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
@@ -98,10 +97,7 @@ def run(args: argparse.Namespace) -> dict:
     # FactorizedTopK candidates, as in the tutorial: the title of every row of the movies table
     # (1,682 rows; 18 titles appear twice). A test pair's positive is its title's first row.
     candidate_ids = torch.from_numpy(title_lookup(movies["movie_title"].to_numpy())).to(device)
-    titles, first_row = np.unique(candidate_ids.cpu().numpy(), return_index=True)
-    row_of_title = torch.full((title_lookup.vocabulary_size(),), -1, dtype=torch.int64)
-    row_of_title[torch.from_numpy(titles)] = torch.from_numpy(first_row)
-    row_of_title = row_of_title.to(device)
+    row_of_title = metrics.candidate_rows(candidate_ids, title_lookup.vocabulary_size())
 
     def eval_fn(params: rs.Params, batch: dict, candidates: torch.Tensor) -> dict:
         queries = rs.apply(model.user_model, params["user_model"], batch["user_id"])

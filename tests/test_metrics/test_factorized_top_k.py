@@ -80,3 +80,12 @@ def test_mean_accumulator_merges_exactly():
     assert metrics.mean_result(metrics.mean_init()) != metrics.mean_result(
         metrics.mean_init()
     )  # NaN
+
+
+def test_candidate_rows_first_occurrence_and_missing():
+    ids = torch.tensor([4, 2, 4, 0, 2])
+    rows = metrics.candidate_rows(ids, 6)
+    # By hand: id 0 -> row 3, id 2 -> row 1 (first of 1, 4), id 4 -> row 0, ids 1, 3, 5 absent.
+    assert rows.tolist() == [3, -1, 1, -1, 0, -1]
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        metrics.candidate_rows(ids, 4)

@@ -84,13 +84,23 @@ _POOL: concurrent.futures.ThreadPoolExecutor | None = None
 
 
 def _lookup_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+    return max(
+        1,
+        min(
+            8,
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1),
+        ),
+    )
 
 
 def _pool() -> concurrent.futures.ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        _POOL = concurrent.futures.ThreadPoolExecutor(_lookup_workers(), thread_name_prefix="lookup")
+        _POOL = concurrent.futures.ThreadPoolExecutor(
+            _lookup_workers(), thread_name_prefix="lookup"
+        )
     return _POOL
 
 
@@ -438,32 +448,6 @@ class StringLookup(_IndexLookup):
     def _type_hint(cls) -> str:
         return "; use IntegerLookup for integer columns, or cast the column to string"
 
-    def _positions(self, flat: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, unknown)``: ``num_oov_indices + position`` per value (0 + offset where unknown)
-        and a bool mask of the unknown values.
-
-        Large inputs are probed in slices on a thread pool: ``pc.index_in`` releases the GIL, and
-        the hash probe is nearly all of a lookup's time.
-        """
-        n = len(flat)
-        ids = np.empty(n, dtype=np.int64)
-        unknown = np.zeros(n, dtype=bool)
-
-        def probe(lo: int, hi: int) -> None:
-            positions = pc.index_in(flat.slice(lo, hi - lo), value_set=self._vocab)
-            if positions.null_count:
-                unknown[lo:hi] = positions.is_null().to_numpy(zero_copy_only=False)
-                positions = pc.fill_null(positions, 0)
-            np.add(positions.to_numpy(), self.num_oov_indices, out=ids[lo:hi], dtype=np.int64)
-
-        workers = _lookup_workers()
-        if n < _PARALLEL_MIN_ROWS or workers == 1:
-            probe(0, n)
-        else:
-            bounds = np.linspace(0, n, workers + 1).astype(int)
-            list(_pool().map(probe, bounds[:-1], bounds[1:]))
-        return ids, unknown
-
     def _oov_buckets(self, unknown_values: pa.Array) -> np.ndarray:
         if self.num_oov_indices == 1:
             return np.zeros(len(unknown_values), dtype=np.int64)
@@ -507,32 +491,6 @@ class IntegerLookup(_IndexLookup):
         if values.dtype.kind not in "iu":
             raise TypeError(f"IntegerLookup takes integers, but {what} has dtype {values.dtype}")
         return pa.array(values)
-
-    def _positions(self, flat: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, unknown)``: ``num_oov_indices + position`` per value (0 + offset where unknown)
-        and a bool mask of the unknown values.
-
-        Large inputs are probed in slices on a thread pool: ``pc.index_in`` releases the GIL, and
-        the hash probe is nearly all of a lookup's time.
-        """
-        n = len(flat)
-        ids = np.empty(n, dtype=np.int64)
-        unknown = np.zeros(n, dtype=bool)
-
-        def probe(lo: int, hi: int) -> None:
-            positions = pc.index_in(flat.slice(lo, hi - lo), value_set=self._vocab)
-            if positions.null_count:
-                unknown[lo:hi] = positions.is_null().to_numpy(zero_copy_only=False)
-                positions = pc.fill_null(positions, 0)
-            np.add(positions.to_numpy(), self.num_oov_indices, out=ids[lo:hi], dtype=np.int64)
-
-        workers = _lookup_workers()
-        if n < _PARALLEL_MIN_ROWS or workers == 1:
-            probe(0, n)
-        else:
-            bounds = np.linspace(0, n, workers + 1).astype(int)
-            list(_pool().map(probe, bounds[:-1], bounds[1:]))
-        return ids, unknown
 
     def _oov_buckets(self, unknown_values: pa.Array) -> np.ndarray:
         values = unknown_values.to_numpy(zero_copy_only=False)

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["DEFAULT_KS", "positive_ranks", "factorized_top_k", "top_k_metric_names"]
+__all__ = [
+    "DEFAULT_KS",
+    "positive_ranks",
+    "factorized_top_k",
+    "top_k_metric_names",
+    "candidate_rows",
+]
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 50, 100)
 _CHUNK = 65536
@@ -110,3 +116,35 @@ def factorized_top_k(
 def top_k_metric_names(ks: Sequence[int] = DEFAULT_KS) -> list[str]:
     """The keys ``factorized_top_k`` returns: ``["top_1", "top_5", ...]``."""
     return [f"top_{int(k)}" for k in ks]
+
+
+def candidate_rows(candidate_ids: torch.Tensor, num_ids: int) -> torch.Tensor:
+    """``[num_ids]`` int64: the first row of ``candidate_ids`` holding each id, -1 where none does.
+
+    Maps a batch's positive item ids to ``positive_indices`` for ``factorized_top_k`` when the
+    candidate matrix is built from a table of items (which may list an item twice, as the TFRS
+    tutorials' movies table does): ``candidate_rows(ids, n)[batch["movie_title"]]``. An id with no
+    row maps to -1, which ``positive_ranks`` rejects by name.
+
+    Args:
+        candidate_ids: ``[N]`` integer ids, one per candidate row.
+        num_ids: the size of the id space (e.g. a lookup's ``vocabulary_size()``).
+    """
+    if candidate_ids.ndim != 1 or candidate_ids.is_floating_point():
+        raise ValueError(
+            f"candidate_ids must be a 1-D integer tensor, got {candidate_ids.dtype} of shape "
+            f"{tuple(candidate_ids.shape)}"
+        )
+    if candidate_ids.numel() and (
+        int(candidate_ids.min()) < 0 or int(candidate_ids.max()) >= num_ids
+    ):
+        raise ValueError(
+            f"candidate_ids must lie in [0, {num_ids}), got values in "
+            f"[{int(candidate_ids.min())}, {int(candidate_ids.max())}]"
+        )
+    n = candidate_ids.shape[0]
+    rows = torch.full((num_ids,), n, dtype=torch.int64, device=candidate_ids.device)
+    rows = rows.scatter_reduce(
+        0, candidate_ids.long(), torch.arange(n, device=candidate_ids.device), reduce="amin"
+    )
+    return torch.where(rows == n, torch.full_like(rows, -1), rows)
