@@ -89,3 +89,14 @@ def test_candidate_rows_first_occurrence_and_missing():
     assert rows.tolist() == [3, -1, 1, -1, 0, -1]
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
         metrics.candidate_rows(ids, 4)
+
+
+def test_query_blocks_match_brute_force(monkeypatch):
+    monkeypatch.setattr(retrieval_metrics, "_SCORE_BLOCK", 100)  # 2 queries per block of 50
+    g = torch.Generator().manual_seed(5)
+    q, c = torch.randn(9, 4, generator=g), torch.randn(50, 4, generator=g)
+    pos = torch.randint(0, 50, (9,), generator=g)
+    got = metrics.factorized_top_k(q, c, pos, ks=(1, 10))
+    ref = _brute_force_hits(q, c, pos, (1, 10))
+    assert got["top_1"].tolist() == ref[1] and got["top_10"].tolist() == ref[10]
+    assert metrics.positive_ranks(q[:0], c, pos[:0]).shape == (0,)

@@ -22,6 +22,7 @@ __all__ = [
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 50, 100)
 _CHUNK = 65536
+_SCORE_BLOCK = 1 << 21  # scores per query block (8 MiB of float32)
 
 
 def _check_2d(name: str, x: torch.Tensor) -> None:
@@ -72,9 +73,16 @@ def positive_ranks(
     # column is left out of the count, so rounding never ranks the positive below itself.
     idx = positive_indices[:, None]
     if n <= chunk_size:
-        scores = q @ c.T
-        pos = scores.gather(1, idx)
-        return (scores > pos).sum(dim=1)
+        # Queries in blocks of about _SCORE_BLOCK scores, so each block stays in cache.
+        rows = max(1, _SCORE_BLOCK // max(n, 1))
+        parts = []
+        for start in range(0, q.shape[0], rows):
+            scores = q[start : start + rows] @ c.T
+            pos = scores.gather(1, idx[start : start + rows])
+            parts.append((scores > pos).sum(dim=1))
+        if not parts:
+            return torch.zeros(0, dtype=torch.int64, device=q.device)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
     pos = torch.zeros(q.shape[0], 1, dtype=q.dtype, device=q.device)
     for start in range(0, n, chunk_size):
         scores = q @ c[start : start + chunk_size].T
