@@ -31,24 +31,30 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
 import json
 import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from _sidebyside import (
+    REPO_ROOT,
+    cpu_model,
+    git_commit,
+    log,
+    package_version,
+    resolve_tf_python,
+    run_json,
+    tf_env,
+    usable_cpus,
+)
 
 try:
     import torchrs_fn
@@ -61,36 +67,15 @@ except ModuleNotFoundError:  # Not installed: use the checkout this script belon
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
     )
 
-from torchrs_fn.data import random_split  # noqa: E402
-from torchrs_fn.data.datasets import movielens  # noqa: E402
+from torchrs_fn.data import random_split
+from torchrs_fn.data.datasets import movielens
 
 TFRS_SCRIPT = REPO_ROOT / "benchmarks" / "tfrs_basic_retrieval.py"
 TORCH_SCRIPT = REPO_ROOT / "examples" / "movielens_retrieval.py"
-DEFAULT_TFRS_VENV_PYTHON = REPO_ROOT / ".venv-tfrs" / "bin" / "python"
 
 TOP_KS = (1, 5, 10, 50, 100)
 FRAMEWORKS = ("tfrs", "torchrs_fn")
 REQUIRED_KEYS = (*(f"top_{k}" for k in TOP_KS), "epoch_seconds", "eval_seconds")
-
-
-def log(message: str) -> None:
-    """Progress messages go to stderr so that stdout holds only the report."""
-    print(message, file=sys.stderr, flush=True)
-
-
-def resolve_tfrs_python(explicit: str | None) -> str:
-    """The TensorFlow virtualenv's interpreter (see the module docstring for the order)."""
-    if explicit:
-        return explicit
-    if DEFAULT_TFRS_VENV_PYTHON.exists():
-        return str(DEFAULT_TFRS_VENV_PYTHON)
-    from_env = os.environ.get("TFRS_PYTHON")
-    if from_env:
-        return from_env
-    sys.exit(
-        f"error: no TFRS interpreter: {DEFAULT_TFRS_VENV_PYTHON} does not exist and neither "
-        "--tfrs-python nor $TFRS_PYTHON is set; run benchmarks/setup_tfrs_venv.sh"
-    )
 
 
 def write_split(data_dir: str | None, seed: int, out_dir: Path) -> dict[str, Any]:
@@ -121,27 +106,12 @@ def write_split(data_dir: str | None, seed: int, out_dir: Path) -> dict[str, Any
 
 
 def run_json_command(cmd: Sequence[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
-    """Runs ``cmd`` in the repository root and parses the JSON object on its last stdout line."""
-    log(f"$ {shlex.join(cmd)}")
-    start = time.perf_counter()
-    proc = subprocess.run(
-        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    wall = time.perf_counter() - start
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.splitlines()[-30:])
-        raise RuntimeError(f"{shlex.join(cmd)} failed (exit {proc.returncode}):\n{tail}")
-    try:
-        result = json.loads(lines[-1])
-    except json.JSONDecodeError as err:
-        raise RuntimeError(
-            f"{shlex.join(cmd)}: last stdout line is not JSON: {lines[-1]!r}"
-        ) from err
+    """``run_json`` plus a check that the result has every key the report needs."""
+    result = run_json(cmd, env, timeout)
     missing = [key for key in REQUIRED_KEYS if key not in result]
     if missing:
         raise RuntimeError(f"{shlex.join(cmd)}: result lacks {missing}: {result}")
-    result["process_wall_seconds"] = wall
+    wall = result["process_wall_seconds"]
     log(
         f"  done in {wall:.1f} s: top_100={result['top_100']:.4f} "
         f"epochs={[round(s, 2) for s in result['epoch_seconds']]} eval={result['eval_seconds']:.2f}"
@@ -166,16 +136,6 @@ def torch_command(args: argparse.Namespace) -> list[str]:
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     return cmd
-
-
-def tfrs_env() -> dict[str, str]:
-    """Environment for the TensorFlow process: legacy Keras, quiet C++ logs, no leaks from
-    this environment's Python path."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.pop("VIRTUAL_ENV", None)
-    env["TF_USE_LEGACY_KERAS"] = "1"
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    return env
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -233,50 +193,17 @@ def format_table(summaries: dict[str, dict[str, float | None]]) -> str:
     return "\n".join(lines)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def machine_info() -> dict[str, Any]:
-    try:
-        usable_cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable_cpus = os.cpu_count() or 0
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
-        "nproc": usable_cpus,
+        "nproc": usable_cpus(),
         "torch_version": package_version("torch"),
         "torchrs_fn_version": getattr(torchrs_fn, "__version__", None)
         or package_version("torchrs_fn"),
         "torchrs_fn_path": next(iter(torchrs_fn.__path__), None),
     }
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def report(
@@ -342,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     command = shlex.join(["python", *(sys.argv if argv is None else ["compare_tfrs.py", *argv])])
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    tfrs_python = resolve_tfrs_python(args.tfrs_python)
+    tfrs_python = resolve_tf_python(args.tfrs_python, "--tfrs-python")
     machine = machine_info()
 
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in FRAMEWORKS}
@@ -352,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for repeat in range(args.repeats):
             log(f"round {repeat + 1}/{args.repeats}")
             runs["tfrs"].append(
-                run_json_command(tfrs_command(args, tfrs_python, split), tfrs_env(), args.timeout)
+                run_json_command(tfrs_command(args, tfrs_python, split), tf_env(), args.timeout)
             )
             runs["torchrs_fn"].append(
                 run_json_command(torch_command(args), dict(os.environ), args.timeout)

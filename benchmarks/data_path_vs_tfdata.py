@@ -50,13 +50,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
 import json
 import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,10 +65,19 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _sidebyside import (  # this script's folder is on sys.path
+    REPO_ROOT,
+    cpu_model,
+    git_commit,
+    log,
+    package_version,
+    resolve_tf_python,
+    run_json,
+    tf_env,
+    usable_cpus,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TF_SCRIPT = REPO_ROOT / "benchmarks" / "tfdata_side.py"
-DEFAULT_TF_PYTHON = REPO_ROOT / ".venv-tfrs" / "bin" / "python"
 STRING_COLUMN = "token"
 
 # Goals from the issue.
@@ -80,11 +87,6 @@ FIT_RATIO_GOAL = 100.0
 APPLY_RATIO_GOAL = 1.0
 
 T = TypeVar("T")
-
-
-def log(message: str) -> None:
-    """Progress messages go to stderr so that stdout holds only the report."""
-    print(message, file=sys.stderr, flush=True)
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float, float]:
@@ -196,30 +198,6 @@ def torch_side(args: argparse.Namespace) -> dict[str, Any]:
 # -- driver -------------------------------------------------------------------------------------
 
 
-def resolve_tf_python(explicit: str | None) -> str:
-    """The TensorFlow virtualenv's interpreter (see the module docstring for the order)."""
-    if explicit:
-        return explicit
-    if DEFAULT_TF_PYTHON.exists():
-        return str(DEFAULT_TF_PYTHON)
-    from_env = os.environ.get("TFRS_PYTHON")
-    if from_env:
-        return from_env
-    sys.exit(
-        f"error: no TensorFlow interpreter: {DEFAULT_TF_PYTHON} does not exist and neither "
-        "--tf-python nor $TFRS_PYTHON is set; run benchmarks/setup_tfrs_venv.sh"
-    )
-
-
-def tf_env() -> dict[str, str]:
-    """Environment of the TensorFlow process: legacy Keras, quiet logs, no leaked Python paths."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.pop("VIRTUAL_ENV", None)
-    env["TF_USE_LEGACY_KERAS"] = "1"
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    return env
-
-
 def torch_env() -> dict[str, str]:
     """Environment of the torchrs_fn process: this checkout first on the Python path."""
     env = dict(os.environ)
@@ -227,29 +205,11 @@ def torch_env() -> dict[str, str]:
     return env
 
 
-def run_json(cmd: Sequence[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
-    """Runs ``cmd`` in the repository root; parses the JSON object on its last stdout line."""
-    log(f"$ {shlex.join(cmd)}")
+def run_side(cmd: Sequence[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """``run_json`` for one side, recording the 1-minute load average around it."""
     load_before = os.getloadavg()[0]
-    start = time.perf_counter()
-    proc = subprocess.run(
-        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    wall = time.perf_counter() - start
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(proc.stderr.splitlines()[-30:])
-        raise RuntimeError(f"{shlex.join(cmd)} failed (exit {proc.returncode}):\n{tail}")
-    for line in proc.stderr.splitlines():
-        if line.startswith(("[torch]", "[tf]")):
-            log(f"  {line}")
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except json.JSONDecodeError as err:
-        raise RuntimeError(
-            f"{shlex.join(cmd)}: last stdout line is not JSON: {lines[-1]!r}"
-        ) from err
-    result["process_wall_seconds"] = wall
+    result = run_json(cmd, env, timeout, echo_prefixes=("[torch]", "[tf]"))
+    wall = result["process_wall_seconds"]
     result["loadavg_1min_before"] = load_before
     result["loadavg_1min_after"] = os.getloadavg()[0]
     log(f"  process done in {wall:.1f} s")
@@ -433,49 +393,16 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def machine_info() -> dict[str, Any]:
-    try:
-        usable_cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable_cpus = os.cpu_count() or 0
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_model": cpu_model(),
-        "nproc": usable_cpus,
+        "nproc": usable_cpus(),
         "versions": {
             name: package_version(name) for name in ("torch", "numpy", "pyarrow", "torchrs_fn")
         },
     }
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def adapt_description(
@@ -637,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     command = shlex.join([sys.executable, *(sys.argv if argv is None else [__file__, *argv])])
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    tf_python = resolve_tf_python(args.tf_python)
+    tf_python = resolve_tf_python(args.tf_python, "--tf-python")
     machine = machine_info()
     runs: dict[str, list[dict[str, Any]]] = {"torchrs_fn": [], "tf": []}
 
@@ -652,9 +579,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for round_index in range(args.repeats):
             log(f"round {round_index + 1}/{args.repeats}")
             runs["torchrs_fn"].append(
-                run_json(torch_command(args, data), torch_env(), args.timeout)
+                run_side(torch_command(args, data), torch_env(), args.timeout)
             )
-            tf_run = run_json(tf_command(args, tf_python, data, skip_adapt), tf_env(), args.timeout)
+            tf_run = run_side(tf_command(args, tf_python, data, skip_adapt), tf_env(), args.timeout)
             runs["tf"].append(tf_run)
             measured = tf_run.get("adapt_measured_seconds")
             if measured is not None and measured > args.adapt_once_above:

@@ -46,18 +46,32 @@ def main() -> int:
     name = torch.cuda.get_device_name(0)
     rows = []
     for mode in args.modes.split(","):
-        argv = ["--data-dir", args.data_dir, "--device", "cuda", "--json", "--epochs", str(args.epochs)]
+        argv = [
+            "--data-dir",
+            args.data_dir,
+            "--device",
+            "cuda",
+            "--json",
+            "--epochs",
+            str(args.epochs),
+        ]
         if mode == "eager":
             argv.append("--no-compile")
         result = example.run(example.parse_args(argv))
         result.update({"mode": mode, "gpu": name})
         print(json.dumps(result), flush=True)
         rows.append(result)
-    print(f"\nGPU: {name}; torch {torch.__version__}; {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"\nGPU: {name}; torch {torch.__version__}; {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    )
     print("| mode | epoch 1 s (incl. compile) | epoch 2+ s (median) | eval s | top-100 |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
-        later = statistics.median(r["epoch_seconds"][1:]) if len(r["epoch_seconds"]) > 1 else float("nan")
+        later = (
+            statistics.median(r["epoch_seconds"][1:])
+            if len(r["epoch_seconds"]) > 1
+            else float("nan")
+        )
         print(
             f"| {r['mode']} | {r['epoch_seconds'][0]:.3f} | {later:.4f} | "
             f"{r['eval_seconds']:.4f} | {r['top_100']:.4f} |"

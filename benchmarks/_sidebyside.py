@@ -1,0 +1,125 @@
+"""Shared plumbing of the side-by-side benchmarks (torchrs_fn vs TensorFlow in another venv).
+
+``compare_tfrs.py`` and ``data_path_vs_tfdata.py`` both run a TensorFlow process from the TFRS
+virtualenv and a torchrs_fn process one after the other, read one JSON line from each, and print a
+report headed by the machine it ran on. What they share lives here.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TF_PYTHON = REPO_ROOT / ".venv-tfrs" / "bin" / "python"
+
+
+def log(message: str) -> None:
+    """Progress messages go to stderr so that stdout holds only the report."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def resolve_tf_python(explicit: str | None, flag: str) -> str:
+    """The TensorFlow virtualenv's interpreter: ``explicit`` (from ``flag``), else
+    ``.venv-tfrs/bin/python`` if it exists, else ``$TFRS_PYTHON``; exits with a hint otherwise."""
+    if explicit:
+        return explicit
+    if DEFAULT_TF_PYTHON.exists():
+        return str(DEFAULT_TF_PYTHON)
+    from_env = os.environ.get("TFRS_PYTHON")
+    if from_env:
+        return from_env
+    sys.exit(
+        f"error: no TensorFlow interpreter: {DEFAULT_TF_PYTHON} does not exist and neither "
+        f"{flag} nor $TFRS_PYTHON is set; run benchmarks/setup_tfrs_venv.sh"
+    )
+
+
+def tf_env() -> dict[str, str]:
+    """Environment of the TensorFlow process: legacy Keras, quiet logs, no leaked Python paths."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.pop("VIRTUAL_ENV", None)
+    env["TF_USE_LEGACY_KERAS"] = "1"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def run_json(
+    cmd: Sequence[str],
+    env: dict[str, str],
+    timeout: float,
+    *,
+    echo_prefixes: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Runs ``cmd`` in the repository root and parses the JSON object on its last stdout line.
+
+    Adds ``process_wall_seconds``; stderr lines starting with one of ``echo_prefixes`` are
+    passed on to the log. A failed process or a last line that is not JSON is an error.
+    """
+    log(f"$ {shlex.join(cmd)}")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    wall = time.perf_counter() - start
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stderr.splitlines()[-30:])
+        raise RuntimeError(f"{shlex.join(cmd)} failed (exit {proc.returncode}):\n{tail}")
+    if echo_prefixes:
+        for line in proc.stderr.splitlines():
+            if line.startswith(echo_prefixes):
+                log(f"  {line}")
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except json.JSONDecodeError as err:
+        raise RuntimeError(
+            f"{shlex.join(cmd)}: last stdout line is not JSON: {lines[-1]!r}"
+        ) from err
+    result["process_wall_seconds"] = wall
+    return result
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 0
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
