@@ -771,10 +771,8 @@ def _read_100k(source: Path) -> MovieLens:
     )
     movies = _movies_100k(items_raw)
 
-    movie_rows = _positions(ratings_raw["movie_id"], movies["movie_id"], "u.item")
-    user_rows = _positions(ratings_raw["user_id"], users["user_id"], "u.user")
-    movie_of = movies.take(movie_rows)
-    user_of = users.take(user_rows)
+    base_columns, user_ids = _join_ratings(ratings_raw, movies, "u.data", "u.item")
+    user_of = users.take(_positions(user_ids, users["user_id"], "u.user"))
 
     age = user_of["age"].to_numpy()
     occupation = user_of["occupation"]
@@ -789,12 +787,7 @@ def _read_100k(source: Path) -> MovieLens:
 
     ratings = pa.Table.from_arrays(
         [
-            ratings_raw["user_id"],
-            ratings_raw["movie_id"],
-            movie_of["movie_title"],
-            movie_of["movie_genres"],
-            ratings_raw["rating"],
-            ratings_raw["timestamp"],
+            *base_columns,
             pa.array(age.astype(np.float32)),
             pa.array(_AGE_BUCKETS[np.searchsorted(_AGE_BUCKETS[1:], age, side="right")]),
             pc.equal(user_of["gender"], "M"),
