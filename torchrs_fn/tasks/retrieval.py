@@ -10,9 +10,15 @@ Options, applied in TFRS's order: ``temperature`` (scores / T), ``candidate_samp
 holding the same item as row i's positive are masked out of row i's softmax), ``sample_weight``.
 
 The default implementation never materialises the ``[B, N]`` logits for backward: it walks the
-rows in blocks, computing each block's log-sum-exp and its contribution to both gradients at once
-(a custom op with its own autograd and vmap rules, so it composes with ``torch.func.grad``,
-``vmap`` and ``torch.compile``). ``fused=False`` gives the plain materialised formulation.
+rows in blocks, computing each block's log-sum-exp and the softmax statistics the gradients need,
+then rebuilds the loss from them with plain differentiable ops. No custom autograd rule is involved
+on the torch.func / torch.compile path, so ``grad`` (with respect to every floating-point input:
+embeddings, temperature, sample weights, sampling probabilities), ``vmap``, ``vmap`` of ``grad``
+and ``torch.compile`` of all of them work and are exact. Higher-order derivatives: under
+``torch.func`` (two or more nested differentiating transforms) the loss switches to the plain
+formulation, which is exact to any order; under plain ``torch.autograd`` with
+``create_graph=True`` it raises and names ``fused=False``. ``fused=False`` always gives the plain
+materialised formulation.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch._C._functorch import TransformType, get_dynamic_layer_stack_depth
+from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
 
 __all__ = ["retrieval_loss", "retrieval_scores", "Retrieval"]
 
@@ -98,29 +106,25 @@ def _accidental_hit_mask(candidate_ids: torch.Tensor, start: int, stop: int) -> 
     return (same & not_self).to(torch.float32)
 
 
-def _blockwise(
+def _softmax_stats(
     q: torch.Tensor,
     c: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     ids: torch.Tensor | None,
     inv_t: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Weighted summed loss and its gradients w.r.t. q and c, one block of rows at a time.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The softmax statistics of the loss, one block of rows at a time (inputs already detached).
 
-    With ``s = (q c^T) / T + bias`` and ``P = softmax(s)``, row i contributes
-    ``w_i * (logsumexp(s_i) - s_ii)`` and ``d/ds_i = w_i * (P_i - onehot_i)``, so
-    ``dq = (w P / T) c - (w / T) c[:B]`` and ``dc = (w P / T)^T q - pad((w / T) q)``.
+    With ``s = (q c^T) * inv_t + bias`` (accidental hits masked), ``P = softmax(s)`` row-wise and
+    ``G = w[:, None] * P``, returns ``lse = logsumexp(s, 1)`` ``[B]``, ``G @ c`` ``[B, D]``,
+    ``G.T @ q`` ``[N, D]`` and ``G.sum(0)`` ``[N]`` (only with a ``bias``, else None): everything
+    the gradients need, without ever holding the ``[B, N]`` matrix.
     """
     b = q.shape[0]
-    wt = weight if inv_t is None else weight * inv_t
-    pos = torch.sum(q * c[:b], dim=1)
-    if inv_t is not None:
-        pos = pos * inv_t
-    if bias is not None:
-        pos = pos + bias[:b]
-    lse_blocks, dq_blocks = [], []
-    dc = torch.zeros_like(c)
+    lse_blocks, gc_blocks = [], []
+    gq = torch.zeros_like(c)
+    col = None if bias is None else torch.zeros(c.shape[0], dtype=c.dtype, device=c.device)
     rows = _block_rows(q.device)
     for start in range(0, b, rows):
         stop = min(start + rows, b)
@@ -140,34 +144,105 @@ def _blockwise(
         e = torch.exp(s_t - m)
         z = torch.sum(e, dim=0, keepdim=True)
         lse_blocks.append((m + torch.log(z)).squeeze(0))
-        g_t = e * (wt[start:stop] / z)
-        dq_blocks.append(g_t.T @ c)
-        dc = torch.addmm(dc, g_t, qb)
-    total = torch.sum(weight * (torch.cat(lse_blocks) - pos))
-    dq = torch.cat(dq_blocks) - wt[:, None] * c[:b]
-    dc = dc - torch.nn.functional.pad(wt[:, None] * q, (0, 0, 0, c.shape[0] - b))
-    return total, dq, dc
+        g_t = e * (weight[start:stop] / z)
+        gc_blocks.append(g_t.T @ c)
+        gq = torch.addmm(gq, g_t, qb)
+        if col is not None:
+            col = col + torch.sum(g_t, dim=1)
+    return torch.cat(lse_blocks), torch.cat(gc_blocks), gq, col
 
 
-class _SoftmaxXent(torch.autograd.Function):
-    """Autograd for the blockwise op: the gradients come out of the forward pass already."""
+def _fused_loss(
+    q: torch.Tensor,
+    c: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    ids: torch.Tensor | None,
+    inv_t: torch.Tensor | None,
+) -> torch.Tensor:
+    """``sum_i w_i (logsumexp(s_i) - s_ii)`` whose autograd never sees the ``[B, N]`` scores.
 
-    generate_vmap_rule = True
+    The softmax statistics are computed on detached inputs; the loss is then rebuilt from them with
+    plain differentiable ops so that its gradient is exact for every input. With
+    ``G = w P``: ``dL/dq = inv_t (G c - w c[:B])``, ``dL/dc = inv_t (G^T q - pad(w q))``,
+    ``dL/dinv_t = sum(G * (q c^T)) - sum(w * diag(q c^T))``, ``dL/dbias = G.sum(0) - pad(w)`` and
+    ``dL/dw = logsumexp(s) - diag(s)``. The ``extra`` term below carries the first three (its
+    value is subtracted again, so it adds gradient, not value). Under ``torch.func`` transforms a
+    ``detach`` only cuts the innermost level, so the statistics stay differentiable for an outer
+    ``grad``: higher-order derivatives through ``torch.func`` are exact as well.
+    """
+    b = q.shape[0]
+    qd, cd = q.detach(), c.detach()
+    wd = weight.detach()
+    bd = None if bias is None else bias.detach()
+    td = None if inv_t is None else inv_t.detach()
+    lse, gc, gq, col = _softmax_stats(qd, cd, wd, bd, ids, td)
+
+    raw_pos = torch.sum(q * c[:b], dim=1)
+    pos = raw_pos if inv_t is None else raw_pos * inv_t
+    if bias is not None:
+        pos = pos + bias[:b]
+    # sum_ij G_ij (q_i . c_j), differentiable in q and c (twice its value), minus its value.
+    cross = torch.sum(q * gc) + torch.sum(c * gq) - torch.sum(qd * gc)
+    extra = cross if inv_t is None else cross * inv_t
+    if bias is not None:
+        extra = extra + torch.sum(col * bias)
+    return torch.sum(weight * lse) - torch.sum(weight * pos) + (extra - extra.detach())
+
+
+_HIGHER_ORDER_MESSAGE = (
+    "retrieval_loss(fused=True) gives exact first-order gradients under plain torch.autograd, "
+    "but not higher-order ones (create_graph=True): pass fused=False, or take the derivatives "
+    "with torch.func (grad of grad, hessian, jacfwd of jacrev), where the fused loss switches "
+    "to the exact plain formulation by itself"
+)
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Identity whose backward refuses ``create_graph=True`` (plain autograd only).
+
+    Under plain ``torch.autograd`` a ``detach`` cuts every level, so a second derivative of the
+    fused loss would silently miss terms; this guard turns that into an error. Under
+    ``torch.func`` and ``torch.compile`` it is not used (see ``_differentiating_levels``).
+    """
 
     @staticmethod
-    def forward(q, c, weight, bias, ids, inv_t):  # type: ignore[override]
-        return _blockwise(q, c, weight, bias, ids, inv_t)
+    def forward(ctx, x):  # type: ignore[override]
+        return x.clone()
 
     @staticmethod
-    def setup_context(ctx, inputs, output):  # type: ignore[override]
-        _, dq, dc = output
-        ctx.save_for_backward(dq, dc)
-        ctx.mark_non_differentiable(dq, dc)
+    def backward(ctx, grad):  # type: ignore[override]
+        if torch.is_grad_enabled():  # backward runs with grad enabled only for create_graph=True
+            raise RuntimeError(_HIGHER_ORDER_MESSAGE)
+        return grad
 
-    @staticmethod
-    def backward(ctx, grad_total, _gdq, _gdc):  # type: ignore[override]
-        dq, dc = ctx.saved_tensors
-        return grad_total * dq, grad_total * dc, None, None, None, None
+
+def _walk_levels(depth: int) -> int:
+    if depth == 0:
+        return 0
+    interpreter = retrieve_current_functorch_interpreter()
+    here = int(interpreter.key() in (TransformType.Grad, TransformType.Jvp))
+    with interpreter.lower():
+        return here + _walk_levels(depth - 1)
+
+
+def _differentiating_levels() -> int:
+    """How many ``torch.func`` transforms that differentiate (grad, vjp, jvp) enclose this call.
+
+    Read from functorch's interpreter stack, which ``torch.compile`` also tracks while tracing, so
+    the answer is the same eagerly and compiled. Two or more mean a higher-order derivative may be
+    taken through the loss.
+    """
+    return _walk_levels(get_dynamic_layer_stack_depth())
+
+
+def _plain_autograd(*tensors: torch.Tensor | None) -> bool:
+    """True when plain autograd (not ``torch.func``, not ``torch.compile``) records the loss."""
+    if torch.compiler.is_compiling() or not torch.is_grad_enabled():
+        return False
+    if get_dynamic_layer_stack_depth() != 0:
+        return False
+    return any(t is not None and t.requires_grad for t in tensors)
 
 
 def retrieval_loss(
@@ -194,9 +269,11 @@ def retrieval_loss(
         candidate_ids: ``[N]`` item ids; masks accidental hits (TFRS ``remove_accidental_hits``).
         reduction: ``"sum"`` (TFRS default), ``"mean"`` (sum / B, Keras ``SUM_OVER_BATCH_SIZE``)
             or ``"none"`` (``[B]`` per-query losses, weighted).
-        fused: use the block-wise implementation that never stores ``[B, N]`` logits for backward.
-            It supports first-order gradients (``grad``, ``vmap`` of ``grad``); use ``fused=False``
-            for higher-order derivatives.
+        fused: use the block-wise implementation that never stores ``[B, N]`` logits for backward
+            (exact first-order gradients for every floating-point input). Under nested
+            ``torch.func`` derivatives it switches to the plain formulation by itself; plain
+            autograd with ``create_graph=True`` raises (pass ``fused=False`` there). Only the
+            ``"sum"`` and ``"mean"`` reductions are fused; ``"none"`` is always plain.
 
     Returns:
         A scalar (``"sum"``/``"mean"``) or ``[B]`` (``"none"``).
@@ -208,7 +285,9 @@ def retrieval_loss(
             f"retrieval_loss: reduction must be 'sum', 'mean' or 'none', got {reduction!r}"
         )
     b = q.shape[0]
-    if fused and reduction != "none":
+    # Under two or more differentiating torch.func transforms (a higher-order derivative), the
+    # fused loss's detached statistics would drop terms: the plain formulation is exact there.
+    if fused and reduction != "none" and _differentiating_levels() < 2:
         weight = (
             torch.ones(b, dtype=q.dtype, device=q.device)
             if sample_weight is None
@@ -224,7 +303,9 @@ def retrieval_loss(
             if temperature is None
             else 1.0 / torch.as_tensor(temperature, dtype=q.dtype, device=q.device)
         )
-        total, _, _ = _SoftmaxXent.apply(q, c, weight, bias, candidate_ids, inv_t)
+        total = _fused_loss(q, c, weight, bias, candidate_ids, inv_t)
+        if _plain_autograd(q, c, weight, bias, inv_t):
+            total = _FirstOrderOnly.apply(total)
         return total / b if reduction == "mean" else total
     scores = retrieval_scores(
         q,
