@@ -5,7 +5,7 @@ are stateless functions, optimizers are ``(init, update)`` pairs, and a compiled
 ``train_step(state, batch)`` drives training from Arrow-backed data.
 """
 
-from . import data, index, layers, metrics, models, optim, tasks, train, tree
+from . import data, index, layers, metrics, models, optim, random, tasks, train, tree
 from .models.base import Model, Params, apply, buffers, init
 from .serialization import load_tree, save_tree
 
@@ -25,6 +25,7 @@ __all__ = [
     "metrics",
     "models",
     "optim",
+    "random",
     "tasks",
     "train",
     "tree",

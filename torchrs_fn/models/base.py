@@ -217,14 +217,20 @@ class Model(nn.Module):
             f"{type(self).__name__} must implement compute_loss(batch, training)"
         )
 
-    def forward(self, batch: dict[str, torch.Tensor], training: bool = False):
-        return self.compute_loss(batch, training=training)
+    def forward(self, batch: dict[str, torch.Tensor], training: bool = False, **kwargs: Any):
+        return self.compute_loss(batch, training=training, **kwargs)
 
 
-def loss_fn_of(model: nn.Module, *, training: bool = True) -> Callable[[Params, Any], Any]:
-    """``(params, batch) -> loss`` (or ``(loss, logs)``) for a ``Model``: ``apply(model, params, batch)``."""
+def loss_fn_of(model: nn.Module, *, training: bool = True) -> Callable[..., Any]:
+    """``(params, batch[, hparams]) -> loss`` (or ``(loss, logs)``) for a ``Model``.
 
-    def loss_fn(params: Params, batch: Any) -> Any:
-        return apply(model, params, batch, training=training)
+    Runs ``apply(model, params, batch, training=training)``; ``hparams`` (the train state's loss
+    hyperparameters and random key) is passed on as ``compute_loss(..., hparams=hparams)``.
+    """
+
+    def loss_fn(params: Params, batch: Any, hparams: dict | None = None) -> Any:
+        if hparams is None:
+            return apply(model, params, batch, training=training)
+        return apply(model, params, batch, training=training, hparams=hparams)
 
     return loss_fn

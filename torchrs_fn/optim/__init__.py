@@ -6,8 +6,10 @@ from .base import (
     PartitionState,
     apply_updates,
     chain,
+    hparam_names,
     label_by_path,
     partition,
+    set_hparams,
 )
 from .schedules import (
     constant_schedule,
@@ -35,6 +37,8 @@ __all__ = [
     "chain",
     "partition",
     "label_by_path",
+    "hparam_names",
+    "set_hparams",
     "sgd",
     "adagrad",
     "adam",

@@ -29,6 +29,8 @@ __all__ = [
     "ChainState",
     "PartitionState",
     "hparam",
+    "hparam_names",
+    "set_hparams",
 ]
 
 PyTree = Any
@@ -166,3 +168,77 @@ def partition(
         return tree.unflatten(tree.structure(grads), flat_updates), PartitionState(new_inner)
 
     return GradientTransformation(init, update)
+
+
+def _hparam_dicts(state: PyTree, path: str = "") -> list[tuple[str, dict]]:
+    """Every ``hparams`` dict in an optimizer state, with the dotted path of its owner."""
+    out: list[tuple[str, dict]] = []
+    if hasattr(state, "_fields"):
+        for field in state._fields:
+            value = getattr(state, field)
+            if field == "hparams" and isinstance(value, dict):
+                out.append((path, value))
+            else:
+                out.extend(_hparam_dicts(value, f"{path}{field}."))
+    elif isinstance(state, (tuple, list)):
+        for i, value in enumerate(state):
+            out.extend(_hparam_dicts(value, f"{path}{i}."))
+    elif isinstance(state, dict):
+        for k, value in state.items():
+            out.extend(_hparam_dicts(value, f"{path}{k}."))
+    return out
+
+
+def hparam_names(opt_state: PyTree) -> list[str]:
+    """The full dotted names of the hyperparameters in an optimizer state.
+
+    For ``adam`` they are ``["hparams.learning_rate", "hparams.b1", ...]``; inside ``chain`` or
+    ``partition`` the path says which transform owns each (``"inner.1.hparams.learning_rate"``).
+    ``set_hparams`` accepts these names or any unambiguous suffix (``"learning_rate"``).
+    """
+    return [f"{owner}hparams.{k}" for owner, d in _hparam_dicts(opt_state) for k in d]
+
+
+def _resolve(name: str, full: list[str]) -> str:
+    matches = [f for f in full if f == name or f.endswith("." + name)]
+    if not matches:
+        raise KeyError(
+            f"hyperparameter {name!r} is not in the optimizer's state; it has {full} "
+            "(a learning-rate schedule keeps no 'learning_rate' there: pass a float to sweep it)"
+        )
+    if len(matches) > 1:
+        raise KeyError(f"hyperparameter {name!r} is ambiguous: it matches {matches}; use a full name")
+    return matches[0]
+
+
+def set_hparams(opt_state: PyTree, values: Mapping[str, float | torch.Tensor]) -> PyTree:
+    """A copy of ``opt_state`` with the named hyperparameters replaced (float32 0-d tensors).
+
+    ``set_hparams(state, {"learning_rate": 0.05})``; names as ``hparam_names`` lists them or an
+    unambiguous suffix. A name the state does not hold is a ``KeyError`` that lists what it holds.
+    """
+    full = hparam_names(opt_state)
+    wanted = {_resolve(name, full): value for name, value in values.items()}
+
+    def rebuild(state: PyTree, path: str) -> PyTree:
+        if hasattr(state, "_fields"):
+            fields = {}
+            for field in state._fields:
+                value = getattr(state, field)
+                if field == "hparams" and isinstance(value, dict):
+                    new = dict(value)
+                    for k, v in value.items():
+                        full_name = f"{path}hparams.{k}"
+                        if full_name in wanted:
+                            new[k] = hparam(wanted[full_name], v).to(v.dtype)
+                    fields[field] = new
+                else:
+                    fields[field] = rebuild(value, f"{path}{field}.")
+            return type(state)(**fields)
+        if isinstance(state, (tuple, list)):
+            return type(state)(rebuild(v, f"{path}{i}.") for i, v in enumerate(state))
+        if isinstance(state, dict):
+            return {k: rebuild(v, f"{path}{k}.") for k, v in state.items()}
+        return state
+
+    return rebuild(opt_state, "")

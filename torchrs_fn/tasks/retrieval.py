@@ -353,8 +353,13 @@ class Retrieval(nn.Module):
         sample_weight: torch.Tensor | None = None,
         candidate_sampling_probability: torch.Tensor | None = None,
         candidate_ids: torch.Tensor | None = None,
+        temperature: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``[B, D]`` queries, ``[N, D]`` candidates -> the loss (see ``retrieval_loss``)."""
+        """``[B, D]`` queries, ``[N, D]`` candidates -> the loss (see ``retrieval_loss``).
+
+        ``temperature``, when given, replaces the task's own for this call: a model passes
+        ``hparams["temperature"]`` here so a sweep can vary it (or a learnable tensor).
+        """
         if self.remove_accidental_hits and candidate_ids is None:
             raise ValueError("Retrieval: remove_accidental_hits=True needs candidate_ids")
         kwargs: dict[str, Any] = {}
@@ -364,7 +369,7 @@ class Retrieval(nn.Module):
             query_embeddings,
             candidate_embeddings,
             sample_weight=sample_weight,
-            temperature=self.temperature,
+            temperature=self.temperature if temperature is None else temperature,
             candidate_sampling_probability=candidate_sampling_probability,
             reduction=self.reduction,
             fused=self.fused,

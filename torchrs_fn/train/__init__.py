@@ -1,7 +1,8 @@
-"""Training: compiled train/eval steps and the ``fit`` / ``evaluate`` loops."""
+"""Training: compiled train/eval steps, the ``fit`` / ``evaluate`` loops and vmapped ``sweep``s."""
 
 from .loop import ProgressBar, evaluate, fit
-from .step import TrainState, init_state, make_eval_step, make_train_step
+from .step import TrainState, init_state, make_eval_step, make_train_step, step_hparams
+from .sweep import SweepResult, make_sweep_step, stack_states, sweep
 
 __all__ = [
     "TrainState",
@@ -11,4 +12,9 @@ __all__ = [
     "fit",
     "evaluate",
     "ProgressBar",
+    "step_hparams",
+    "sweep",
+    "make_sweep_step",
+    "stack_states",
+    "SweepResult",
 ]

@@ -1,40 +1,73 @@
 """The train and eval steps: pure functions of (state, batch), compiled with ``torch.compile``.
 
 ``step(state, batch) -> (state, logs)`` is built from ``torch.func.grad_and_value`` over a loss
-function ``loss_fn(params, batch)``, followed by an optimizer update. The state is a ``TrainState``
-NamedTuple (params, optimizer state with its hyperparameters as tensors, step count): a pytree that
-can be checkpointed, stacked and vmapped. The step does not mutate the state it is given; it
+function ``loss_fn(params, batch)`` (or ``loss_fn(params, batch, hparams)``), followed by an
+optimizer update. The state is a ``TrainState`` NamedTuple (params, optimizer state with its
+hyperparameters as tensors, step count, the loss's hyperparameters as tensors, a random key): a
+pytree that can be checkpointed, stacked and vmapped. The step does not mutate the state it is given; it
 returns a new one (callers should drop the old one, as JAX users do with donated buffers).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from .. import tree
+from .. import random, tree
 from ..models.base import Params, loss_fn_of
-from ..optim.base import GradientTransformation, apply_updates
+from ..optim.base import GradientTransformation, apply_updates, hparam
 
-__all__ = ["TrainState", "init_state", "make_train_step", "make_eval_step", "maybe_compile"]
+__all__ = [
+    "TrainState",
+    "init_state",
+    "make_train_step",
+    "make_eval_step",
+    "maybe_compile",
+    "step_hparams",
+]
 
 Batch = Any
 Logs = dict[str, torch.Tensor]
 
 
 class TrainState(NamedTuple):
-    """Everything a train step reads and writes: ``params``, ``opt_state`` and ``step`` (int64)."""
+    """Everything a train step reads and writes.
+
+    ``params``; ``opt_state`` (its hyperparameters as tensors); ``step`` (int64 count);
+    ``hparams``, the loss's own hyperparameters as float32 0-d tensors (temperature, loss weights,
+    L2 penalty, dropout rate: ``{}`` when the loss has none); ``key``, the random key of the run
+    (``torchrs_fn.random``; None when the state was made without a seed).
+    """
 
     params: Params
     opt_state: Any
     step: torch.Tensor
+    hparams: dict[str, torch.Tensor] = {}  # noqa: RUF012 (never mutated: states are replaced)
+    key: torch.Tensor | None = None
 
 
-def init_state(params: Params, optimizer: GradientTransformation) -> TrainState:
-    """A fresh ``TrainState``: the optimizer's ``init(params)`` and a step count of 0."""
+def init_state(
+    params: Params,
+    optimizer: GradientTransformation,
+    *,
+    hparams: dict[str, float | torch.Tensor] | None = None,
+    seed: int | None = None,
+) -> TrainState:
+    """A fresh ``TrainState``: the optimizer's ``init(params)`` and a step count of 0.
+
+    Args:
+        params: the parameter tree (e.g. from ``torchrs_fn.init``).
+        optimizer: a ``GradientTransformation``.
+        hparams: the loss's hyperparameters, e.g. ``{"temperature": 0.1, "l2": 1e-4}``; stored
+            as float32 0-d tensors and handed to a loss function that takes a third argument
+            (``loss_fn(params, batch, hparams)``), so a sweep can vary them.
+        seed: seeds the run's random stream (dropout, sampled negatives): the loss receives a
+            fresh key each step as ``hparams["key"]`` (``random.fold_in(key, step)``).
+    """
     if not isinstance(optimizer, GradientTransformation):
         raise TypeError(
             f"init_state: optimizer must be a GradientTransformation (e.g. optim.adagrad(0.1)), "
@@ -42,8 +75,18 @@ def init_state(params: Params, optimizer: GradientTransformation) -> TrainState:
         )
     leaves = [x for x in tree.leaves(params) if isinstance(x, torch.Tensor)]
     device = leaves[0].device if leaves else None
+    like = leaves[0] if leaves else None
+    loss_hparams = {}
+    for name, value in (hparams or {}).items():
+        if not isinstance(name, str) or name == "key":
+            raise ValueError(f"init_state: hparams names must be strings other than 'key', got {name!r}")
+        loss_hparams[name] = hparam(value, like)
     return TrainState(
-        params, optimizer.init(params), torch.zeros((), dtype=torch.int64, device=device)
+        params,
+        optimizer.init(params),
+        torch.zeros((), dtype=torch.int64, device=device),
+        loss_hparams,
+        None if seed is None else random.key(seed, device=device),
     )
 
 
@@ -63,14 +106,40 @@ def maybe_compile(fn: Callable, compile: bool | dict, name: str) -> Callable:
     return torch.compile(fn, **options)
 
 
-def _as_loss_fn(loss: Callable | nn.Module) -> Callable:
+def _takes_hparams(fn: Callable) -> bool:
+    """Whether ``fn`` accepts a third positional argument (the hyperparameters)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in positional)
+
+
+def _as_loss_fn(loss: Callable | nn.Module) -> tuple[Callable, bool]:
+    """``(loss_fn, takes_hparams)`` for a loss function or a ``Model``."""
     if isinstance(loss, nn.Module):
-        return loss_fn_of(loss, training=True)
+        compute = getattr(loss, "compute_loss", None)
+        takes = compute is not None and "hparams" in inspect.signature(compute).parameters
+        return loss_fn_of(loss, training=True), takes
     if not callable(loss):
         raise TypeError(
             f"expected a loss function (params, batch) -> loss or a Model, got {type(loss).__name__}"
         )
-    return loss
+    return loss, _takes_hparams(loss)
+
+
+def step_hparams(state: TrainState) -> dict[str, torch.Tensor]:
+    """What the loss receives as ``hparams`` at this step: the state's loss hyperparameters and,
+    when the state has a key, ``"key"``: ``random.fold_in(state.key, state.step)``."""
+    out = dict(state.hparams)
+    if state.key is not None:
+        out["key"] = random.fold_in(state.key, state.step)
+    return out
 
 
 def _split_aux(out: Any) -> tuple[torch.Tensor, Logs]:
@@ -96,7 +165,11 @@ def make_train_step(
 
     Args:
         loss: ``loss_fn(params, batch)`` returning a scalar loss or ``(loss, logs)``; or a
-            ``Model`` (its ``compute_loss(batch, training=True)`` is used).
+            ``Model`` (its ``compute_loss(batch, training=True)`` is used). A loss function with a
+            third parameter, ``loss_fn(params, batch, hparams)``, (or a ``compute_loss`` with an
+            ``hparams`` parameter) receives the state's loss hyperparameters as tensors, plus
+            ``hparams["key"]``, this step's random key, when the state has one (see
+            ``init_state``).
         optimizer: a ``GradientTransformation`` (e.g. ``optim.adagrad(0.1)``).
         compile: ``True`` (default) compiles with ``torch.compile(dynamic=False)``; ``False`` runs
             eagerly (for debugging); a dict is passed as options to ``torch.compile`` (e.g.
@@ -105,19 +178,27 @@ def make_train_step(
     ``logs`` holds ``"loss"`` and whatever the loss function reported, as 0-d tensors (no host
     sync inside the step).
     """
-    loss_fn = _as_loss_fn(loss)
+    loss_fn, takes_hparams = _as_loss_fn(loss)
 
-    def with_aux(params: Params, batch: Batch) -> tuple[torch.Tensor, Logs]:
+    def with_aux(params: Params, batch: Batch, hp: dict) -> tuple[torch.Tensor, Logs]:
+        if takes_hparams:
+            return _split_aux(loss_fn(params, batch, hp))
         return _split_aux(loss_fn(params, batch))
 
     grad_fn = torch.func.grad_and_value(with_aux, has_aux=True)
 
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, Logs]:
-        grads, (loss_value, aux) = grad_fn(state.params, batch)
+        if state.hparams and not takes_hparams:
+            raise TypeError(
+                f"the state carries loss hyperparameters {sorted(state.hparams)}, but the loss "
+                "does not take them: define loss_fn(params, batch, hparams) (or "
+                "compute_loss(batch, training, hparams) on a Model)"
+            )
+        grads, (loss_value, aux) = grad_fn(state.params, batch, step_hparams(state))
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = apply_updates(state.params, updates)
         logs = {"loss": loss_value.detach(), **{k: v.detach() for k, v in aux.items()}}
-        return TrainState(params, opt_state, state.step + 1), logs
+        return state._replace(params=params, opt_state=opt_state, step=state.step + 1), logs
 
     return maybe_compile(step, compile, "make_train_step")
 
