@@ -2,7 +2,7 @@
 
 from .loop import ProgressBar, evaluate, fit
 from .step import TrainState, init_state, make_eval_step, make_train_step, step_hparams
-from .sweep import SweepResult, make_sweep_step, stack_states, sweep
+from .sweeps import SweepResult, make_sweep_step, stack_states, sweep
 
 __all__ = [
     "TrainState",

@@ -36,6 +36,7 @@ from typing import Any, TextIO
 
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
 
 from .. import tree
 from ..models.base import Params
@@ -82,13 +83,14 @@ def _leading_size(state: TrainState, name: str) -> int:
     paths = tree.flatten_with_paths(state)
     if not paths:
         raise ValueError(f"{name}: the stacked state has no tensors")
-    n = None
     for path, x in paths:
         if x.ndim == 0:
             raise ValueError(
                 f"{name}: leaf {path!r} is 0-d; a stacked state has a leading configuration axis "
                 "on every leaf (build it with stack_states)"
             )
+    n = None
+    for path, x in paths:
         if n is None:
             n = int(x.shape[0])
         elif x.shape[0] != n:
@@ -106,9 +108,7 @@ def make_sweep_step(
     optimizer: GradientTransformation,
     *,
     compile: bool | dict = True,
-) -> Callable[
-    [TrainState, torch.Tensor, Batch], tuple[TrainState, Logs, torch.Tensor]
-]:
+) -> Callable[[TrainState, torch.Tensor, Batch], tuple[TrainState, Logs, torch.Tensor]]:
     """Build ``sweep_step(states, active, batch) -> (states, logs, applied)`` over stacked states.
 
     ``states`` is a stacked ``TrainState`` (``stack_states``), ``active`` a ``[N]`` bool tensor and
@@ -119,6 +119,7 @@ def make_sweep_step(
     ``logs`` hold ``[N]`` tensors.
     """
     step = make_train_step(loss, optimizer, compile=False)
+    compiled: dict[Any, Callable] = {}
 
     def masked(state: TrainState, active: torch.Tensor, batch: Batch):
         new, logs = step(state, batch)
@@ -126,9 +127,18 @@ def make_sweep_step(
         new = tree.map(lambda n, o: torch.where(applied, n, o), new, state)
         return new, logs, applied
 
-    vstep = maybe_compile(
-        torch.vmap(masked, in_dims=(0, 0, None)), compile, "make_sweep_step"
-    )
+    def vstep_for(states: TrainState) -> Callable:
+        # torch.vmap's pytrees take None (an SgdState without momentum, a state without a key)
+        # for a leaf: map it with in/out dims of None. One compiled function per structure.
+        spec = tree.structure(states)
+        if spec not in compiled:
+            dims = pytree.tree_map(lambda x: 0 if isinstance(x, torch.Tensor) else None, states)
+            compiled[spec] = maybe_compile(
+                torch.vmap(masked, in_dims=(dims, 0, None), out_dims=(dims, 0, 0)),
+                compile,
+                "make_sweep_step",
+            )
+        return compiled[spec]
 
     def sweep_step(states: TrainState, active: torch.Tensor, batch: Batch):
         n = _leading_size(states, "sweep_step")
@@ -137,7 +147,7 @@ def make_sweep_step(
                 f"sweep_step: active must be a bool tensor of shape [{n}], got "
                 f"{active.dtype}{list(active.shape)}"
             )
-        return vstep(states, active, batch)
+        return vstep_for(states)(states, active, batch)
 
     return sweep_step
 
@@ -197,7 +207,9 @@ class SweepResult:
             raise ValueError(f"SweepResult.best: mode must be 'max' or 'min', got {mode!r}")
         if not any(metric in r for records in self.history for r in records):
             known = sorted({k for records in self.history for r in records for k in r})
-            raise KeyError(f"SweepResult.best: no configuration recorded {metric!r}; known: {known}")
+            raise KeyError(
+                f"SweepResult.best: no configuration recorded {metric!r}; known: {known}"
+            )
         failed = {f["index"] for f in self.failed}
         values = self.final(metric)
         candidates = [
@@ -451,9 +463,7 @@ def sweep(
                 line += f"running {running}/{len(members)} · {seconds:.2f} s"
                 if select is not None:
                     vals = [
-                        (history[i][-1].get(select, float("nan")), i)
-                        for i in members
-                        if history[i]
+                        (history[i][-1].get(select, float("nan")), i) for i in members if history[i]
                     ]
                     vals = [v for v in vals if not math.isnan(v[0])]
                     if vals:
