@@ -32,8 +32,12 @@ def mean_init(device: torch.device | str | None = None) -> MeanState:
 def mean_update(
     state: MeanState, values: torch.Tensor, weight: torch.Tensor | float | None = None
 ) -> MeanState:
-    """Fold in ``values`` (any shape) with an optional per-value (broadcast) ``weight``."""
-    v = values.detach().to(torch.float64)
+    """Fold in ``values`` (any shape) with an optional per-value (broadcast) ``weight``.
+
+    Differentiable in the state, ``values`` and ``weight`` (callers that only report, like
+    ``train.fit``, pass detached values); the sums are float64 whatever the input dtype.
+    """
+    v = values.to(torch.float64)
     if weight is None:
         return MeanState(state.total + v.sum(), state.count + v.numel())
     w = torch.as_tensor(weight, dtype=torch.float64, device=v.device).expand_as(v)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .._transforms import inside_transforms
+
 __all__ = [
     "DEFAULT_KS",
     "positive_ranks",
@@ -63,7 +65,9 @@ def positive_ranks(
     if positive_indices.is_floating_point():
         raise TypeError(f"positive_indices must be integers, got {positive_indices.dtype}")
     n = c.shape[0]
-    if not torch.compiler.is_compiling() and positive_indices.numel():
+    # The range check reads values on the host: skipped under torch.compile and torch.func
+    # transforms (where an index out of range still fails in ``gather``).
+    if not torch.compiler.is_compiling() and not inside_transforms() and positive_indices.numel():
         lo, hi = int(positive_indices.min()), int(positive_indices.max())
         if lo < 0 or hi >= n:
             raise IndexError(

@@ -50,10 +50,16 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
 
 
 def hparam(value: float | torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
-    """A hyperparameter as a float32 0-d tensor on the device of ``like`` (if given)."""
+    """A hyperparameter as a float32 0-d tensor on the device of ``like`` (if given).
+
+    A tensor value is cast, not detached: a gradient with respect to it (a hypergradient through
+    ``init_state`` or ``set_hparams``) flows through the state.
+    """
     device = like.device if like is not None else None
     if isinstance(value, torch.Tensor):
-        return value.detach().to(dtype=torch.float32, device=device)
+        if value.numel() != 1:
+            raise ValueError(f"a hyperparameter must be a scalar, got shape {tuple(value.shape)}")
+        return value.to(dtype=torch.float32, device=device).reshape(())
     return torch.tensor(float(value), dtype=torch.float32, device=device)
 
 

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch._C._functorch import TransformType, get_dynamic_layer_stack_depth
-from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
+
+from .._transforms import differentiating_levels, inside_transforms
 
 __all__ = ["retrieval_loss", "retrieval_scores", "Retrieval"]
 
@@ -203,7 +203,7 @@ class _FirstOrderOnly(torch.autograd.Function):
 
     Under plain ``torch.autograd`` a ``detach`` cuts every level, so a second derivative of the
     fused loss would silently miss terms; this guard turns that into an error. Under
-    ``torch.func`` and ``torch.compile`` it is not used (see ``_differentiating_levels``).
+    ``torch.func`` and ``torch.compile`` it is not used (see ``torchrs_fn._transforms``).
     """
 
     @staticmethod
@@ -217,30 +217,11 @@ class _FirstOrderOnly(torch.autograd.Function):
         return grad
 
 
-def _walk_levels(depth: int) -> int:
-    if depth == 0:
-        return 0
-    interpreter = retrieve_current_functorch_interpreter()
-    here = int(interpreter.key() in (TransformType.Grad, TransformType.Jvp))
-    with interpreter.lower():
-        return here + _walk_levels(depth - 1)
-
-
-def _differentiating_levels() -> int:
-    """How many ``torch.func`` transforms that differentiate (grad, vjp, jvp) enclose this call.
-
-    Read from functorch's interpreter stack, which ``torch.compile`` also tracks while tracing, so
-    the answer is the same eagerly and compiled. Two or more mean a higher-order derivative may be
-    taken through the loss.
-    """
-    return _walk_levels(get_dynamic_layer_stack_depth())
-
-
 def _plain_autograd(*tensors: torch.Tensor | None) -> bool:
     """True when plain autograd (not ``torch.func``, not ``torch.compile``) records the loss."""
     if torch.compiler.is_compiling() or not torch.is_grad_enabled():
         return False
-    if get_dynamic_layer_stack_depth() != 0:
+    if inside_transforms():
         return False
     return any(t is not None and t.requires_grad for t in tensors)
 
@@ -287,7 +268,7 @@ def retrieval_loss(
     b = q.shape[0]
     # Under two or more differentiating torch.func transforms (a higher-order derivative), the
     # fused loss's detached statistics would drop terms: the plain formulation is exact there.
-    if fused and reduction != "none" and _differentiating_levels() < 2:
+    if fused and reduction != "none" and differentiating_levels() < 2:
         weight = (
             torch.ones(b, dtype=q.dtype, device=q.device)
             if sample_weight is None

@@ -124,7 +124,7 @@ def fit(
             state, logs = step(state, batch)
             size = _batch_size(batch)
             for k, v in logs.items():
-                sums[k] = mean_update(sums.get(k) or mean_init(v.device), v, float(size))
+                sums[k] = mean_update(sums.get(k) or mean_init(v.device), v.detach(), float(size))
             steps += 1
             if bar is not None:
                 bar.update(1, lambda s=sums: f"loss {mean_result(s['loss']):.4g}")
@@ -175,6 +175,7 @@ def evaluate(
         out = eval_step(params, batch, *context)
         size = _batch_size(batch)
         for k, v in out.items():
+            v = v.detach()
             if v.ndim == 0:
                 sums[k] = mean_update(sums.get(k) or mean_init(v.device), v, float(size))
             elif v.ndim == 1 and v.shape[0] == size:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .. import random, tree
+from .._transforms import differentiating_levels
 from ..models.base import Params, loss_fn_of
 from ..optim.base import GradientTransformation, apply_updates, hparam
 
@@ -176,7 +177,8 @@ def make_train_step(
             ``{"fullgraph": True}``).
 
     ``logs`` holds ``"loss"`` and whatever the loss function reported, as 0-d tensors (no host
-    sync inside the step).
+    sync inside the step). They are not detached: under an outer ``torch.func`` transform (a
+    hypergradient through a step) a logged value keeps its derivative.
     """
     loss_fn, takes_hparams = _as_loss_fn(loss)
 
@@ -197,7 +199,9 @@ def make_train_step(
         grads, (loss_value, aux) = grad_fn(state.params, batch, step_hparams(state))
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = apply_updates(state.params, updates)
-        logs = {"loss": loss_value.detach(), **{k: v.detach() for k, v in aux.items()}}
+        # Not detached: under an outer torch.func transform a logged value keeps its derivative
+        # (torch.func already returns them free of the inner gradient's graph).
+        logs = {"loss": loss_value, **aux}
         return state._replace(params=params, opt_state=opt_state, step=state.step + 1), logs
 
     return maybe_compile(step, compile, "make_train_step")
@@ -217,6 +221,12 @@ def make_eval_step(
     """
 
     def eval_step(params: Params, batch: Batch, *context: Any) -> dict[str, torch.Tensor]:
+        if differentiating_levels():
+            raise RuntimeError(
+                "an eval step runs without gradients (torch.no_grad), so a derivative through it "
+                "would be silently 0: differentiate the function you passed to make_eval_step "
+                "instead"
+            )
         with torch.no_grad():
             out = fn(params, batch, *context)
         if not isinstance(out, dict):

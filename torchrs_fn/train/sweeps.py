@@ -147,6 +147,12 @@ def make_sweep_step(
                 f"sweep_step: active must be a bool tensor of shape [{n}], got "
                 f"{active.dtype}{list(active.shape)}"
             )
+        if torch.compiler.is_compiling():
+            # Traced by an outer torch.compile: build the vmapped step inline (the cache keyed by
+            # tree structures is plain Python that Dynamo need not see).
+            dims = pytree.tree_map(lambda x: 0 if isinstance(x, torch.Tensor) else None, states)
+            vmapped = torch.vmap(masked, in_dims=(dims, 0, None), out_dims=(dims, 0, 0))
+            return vmapped(states, active, batch)
         return vstep_for(states)(states, active, batch)
 
     return sweep_step
@@ -304,8 +310,9 @@ def sweep(
         hparams: the loss's hyperparameters and their defaults, e.g. ``{"temperature": 0.1}``.
         eval_fn: ``state -> {name: float}``, called for each running configuration after each
             epoch with its (unstacked) state; the results join its history.
-        select, mode: the metric (a key of ``eval_fn``'s results or ``"loss"``) and whether
-            ``"max"`` or ``"min"`` is best, for ``result.best_index`` and ``patience``.
+        select: the metric that picks the best configuration (``result.best_index``) and that
+            ``patience`` watches: a key of ``eval_fn``'s results or ``"loss"``.
+        mode: ``"max"`` (default) or ``"min"``: which end of ``select`` is best.
         patience: stop a configuration after this many epochs without an improvement of
             ``select`` (its state is frozen; the others go on).
         stop_fn: ``(index, history) -> bool``, called after each epoch for each running

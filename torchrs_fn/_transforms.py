@@ -1,0 +1,34 @@
+"""Which ``torch.func`` transforms enclose the current call (private helper for every room).
+
+Read from functorch's interpreter stack, which ``torch.compile`` also tracks while it traces, so
+the answers are the same eagerly and compiled. It lives at the top of the package, beside
+``tree``, because losses (``tasks``), metrics and steps (``train``) all need it, and it imports
+nothing of the package.
+"""
+
+from __future__ import annotations
+
+from torch._C._functorch import TransformType, get_dynamic_layer_stack_depth
+from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
+
+__all__ = ["differentiating_levels", "inside_transforms"]
+
+
+def _walk_levels(depth: int) -> int:
+    if depth == 0:
+        return 0
+    interpreter = retrieve_current_functorch_interpreter()
+    here = int(interpreter.key() in (TransformType.Grad, TransformType.Jvp))
+    with interpreter.lower():
+        return here + _walk_levels(depth - 1)
+
+
+def differentiating_levels() -> int:
+    """How many differentiating ``torch.func`` transforms (grad, vjp, jacrev, jvp, jacfwd) enclose
+    this call. Two or more mean a higher-order derivative may be taken through it."""
+    return _walk_levels(get_dynamic_layer_stack_depth())
+
+
+def inside_transforms() -> bool:
+    """True inside any ``torch.func`` transform (``vmap`` included)."""
+    return get_dynamic_layer_stack_depth() != 0
