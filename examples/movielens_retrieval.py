@@ -31,11 +31,17 @@ from torchrs_fn.tasks import Retrieval
 class MovieLensModel(rs.Model):
     """User tower and movie tower, each a single embedding table, with TFRS's Retrieval task."""
 
-    def __init__(self, num_users: int, num_titles: int, embedding_dim: int = 32) -> None:
+    def __init__(
+        self,
+        num_users: int,
+        num_titles: int,
+        embedding_dim: int = 32,
+        temperature: float | None = None,
+    ) -> None:
         super().__init__()
         self.user_model = layers.Embedding(num_users, embedding_dim)
         self.movie_model = layers.Embedding(num_titles, embedding_dim)
-        self.task = Retrieval()
+        self.task = Retrieval(temperature=temperature)
 
     def compute_loss(self, batch: dict[str, torch.Tensor], training: bool = False) -> torch.Tensor:
         user_embeddings = self.user_model(batch["user_id"])  # [B, 32]
@@ -53,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-batch-size", type=int, default=4096)
     p.add_argument("--embedding-dim", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=0.1)
+    p.add_argument(
+        "--temperature", type=float, default=None, help="softmax temperature (default: none)"
+    )
     p.add_argument("--seed", type=int, default=42, help="seeds the split, the shuffle and the init")
     p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available)")
     p.add_argument("--no-compile", action="store_true", help="run the steps eagerly")
@@ -86,7 +95,10 @@ def run(args: argparse.Namespace) -> dict:
     test_loader = Loader(featurize(test_table), args.eval_batch_size, device=device)
 
     model = MovieLensModel(
-        user_lookup.vocabulary_size(), title_lookup.vocabulary_size(), args.embedding_dim
+        user_lookup.vocabulary_size(),
+        title_lookup.vocabulary_size(),
+        args.embedding_dim,
+        args.temperature,
     )
     params = rs.init(model, seed=args.seed, device=device)
     optimizer = optim.adagrad(args.learning_rate)

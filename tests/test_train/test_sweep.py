@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import math
 
+import pyarrow as pa
 import pytest
 import torch
 
 import torchrs_fn as rs
 from torchrs_fn import layers, optim, random, train, tree
+from torchrs_fn.data import Loader
 from torchrs_fn.tasks import Retrieval
 from torchrs_fn.train.sweeps import STATE_COPIES
 
@@ -243,6 +245,54 @@ def test_memory_budget_chunks_give_the_same_result():
         assert _max_diff(whole.state(i), chunked.state(i)) == 0.0
     with pytest.raises(ValueError, match="memory_budget=10 bytes is less than one configuration"):
         train.sweep(model, optim.adagrad(0.1), memory_budget=10, **kwargs)
+
+
+def test_chunks_see_the_same_shuffled_batches_as_one_run():
+    """A shuffling Loader is set back to the sweep's epochs for every chunk."""
+    g = torch.Generator().manual_seed(1)
+    table = pa.table(
+        {
+            "u": torch.randint(0, 30, (40,), generator=g).numpy(),
+            "i": torch.randint(0, 40, (40,), generator=g).numpy(),
+        }
+    )
+    model = TinyRetrieval()
+    configs = [{"learning_rate": 0.05 * (k + 1), "seed": k} for k in range(4)]
+    one = train.init_state(rs.init(model, 0, dtype=torch.float64), optim.adagrad(0.1))
+    budget = 2 * STATE_COPIES * (tree.nbytes(one) + 3 * 4 + 8)
+    results = []
+    for memory_budget in (None, budget):
+        loader = Loader(table, 16, shuffle=True, seed=3)
+        loader.set_epoch(5)
+        results.append(
+            train.sweep(
+                model,
+                optim.adagrad(0.1),
+                params=_params(model),
+                configs=configs,
+                loader=loader,
+                epochs=2,
+                hparams=HPARAMS,
+                memory_budget=memory_budget,
+                compile=False,
+                verbose=False,
+            )
+        )
+        assert loader.epoch == 7  # where a separate two-epoch run would have left it
+    for k in range(4):
+        assert _max_diff(results[0].state(k), results[1].state(k)) == 0.0
+    # And one of them equals a separate run over the same loader epochs.
+    loader = Loader(table, 16, shuffle=True, seed=3)
+    loader.set_epoch(5)
+    state = train.init_state(
+        rs.init(model, 2, dtype=torch.float64), optim.adagrad(0.1), hparams=HPARAMS, seed=2
+    )
+    state = state._replace(opt_state=optim.set_hparams(state.opt_state, {"learning_rate": 0.15}))
+    step = train.make_train_step(model, optim.adagrad(0.1), compile=False)
+    for _ in range(2):
+        for batch in loader:
+            state, _ = step(state, batch)
+    assert _max_diff(results[1].state(2), state) < 1e-12
 
 
 def test_bad_input_is_named():

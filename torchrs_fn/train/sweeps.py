@@ -305,7 +305,10 @@ def sweep(
             loss hyperparameter declared in ``hparams``, or ``"seed"`` (int, default 0: the
             initialisation and the random stream). Every configuration starts from the
             optimizer's and ``hparams``' values for what it does not set.
-        loader: an iterable of batches, iterated once per epoch; each batch is shared by all.
+        loader: an iterable of batches, iterated once per epoch (and chunk); each batch is shared
+            by all. A ``data.Loader`` is set to the right epoch for every chunk (``set_epoch``),
+            so chunks see the batches one run would; another iterable must give the same batches
+            each time it is iterated (a list does, a generator does not).
         epochs: passes over the loader.
         hparams: the loss's hyperparameters and their defaults, e.g. ``{"temperature": 0.1}``.
         eval_fn: ``state -> {name: float}``, called for each running configuration after each
@@ -379,6 +382,10 @@ def sweep(
     final_states: list[TrainState | None] = [None] * n
     best_so_far: dict[int, tuple[float, int]] = {}
 
+    # Every chunk must see the batches a separate run would see: a loader with epochs (``Loader``)
+    # is set back to the sweep's first epoch for each chunk.
+    first_epoch = int(loader.epoch) if hasattr(loader, "set_epoch") else None
+
     for c0 in range(0, n, chunk):
         members = list(range(c0, min(c0 + chunk, n)))
         padded = members + [members[-1]] * (chunk - len(members))
@@ -391,6 +398,8 @@ def sweep(
             if not bool(active.any()):
                 break
             was_active = active.clone()
+            if first_epoch is not None:
+                loader.set_epoch(first_epoch + epoch - 1)
             t0 = time.perf_counter()
             sums: dict[str, torch.Tensor] = {}
             counts = torch.zeros(chunk, dtype=torch.float64, device=device)
@@ -481,6 +490,8 @@ def sweep(
         for j, i in enumerate(members):
             final_states[i] = tree.map(lambda x, j=j: x[j], stacked)
 
+    if first_epoch is not None:
+        loader.set_epoch(first_epoch + epochs)  # where a separate run's loader would be now
     return SweepResult(
         configs,
         history,
