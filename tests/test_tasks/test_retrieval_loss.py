@@ -121,3 +121,76 @@ def test_tree_of_grads_flows_into_optimizer_shapes():
     q, c = _embeddings(b=8)
     grads = torch.func.grad(lambda p: retrieval_loss(p["q"], p["c"]))({"q": q, "c": c})
     assert tree.structure(grads) == tree.structure({"q": q, "c": c})
+
+
+@pytest.mark.parametrize("per_configuration", [True, False])
+def test_vmapped_fused_loss_matches_each_configuration(per_configuration, monkeypatch):
+    """Both forms of the statistics' vmap rule (one call per configuration, or batched)."""
+    monkeypatch.setattr(retrieval_module, "_BLOCK_ROWS", 8)
+    monkeypatch.setattr(retrieval_module, "_LOOP_MIN_SCORES", 0 if per_configuration else 1 << 60)
+    g = torch.Generator().manual_seed(5)
+    qs = torch.randn(3, 20, 4, generator=g, dtype=torch.float64)
+    cs = torch.randn(3, 26, 4, generator=g, dtype=torch.float64)
+    ws = torch.rand(3, 20, generator=g, dtype=torch.float64) + 0.5
+    ps = torch.rand(3, 26, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    ts = torch.tensor([0.3, 1.0, 2.0], dtype=torch.float64)
+    ids = torch.randint(0, 8, (26,), generator=g)  # shared by the configurations
+
+    def loss(q, c, w, t, p, fused=True):
+        return retrieval_loss(
+            q,
+            c,
+            sample_weight=w,
+            temperature=t,
+            candidate_sampling_probability=p,
+            candidate_ids=ids,
+            fused=fused,
+        )
+
+    grads = torch.vmap(torch.func.grad_and_value(loss, argnums=(0, 1, 2, 3, 4)))(qs, cs, ws, ts, ps)
+    for i in range(3):
+        ref = torch.func.grad_and_value(lambda *a: loss(*a, fused=False), argnums=(0, 1, 2, 3, 4))(
+            qs[i], cs[i], ws[i], ts[i], ps[i]
+        )
+        assert torch.allclose(grads[1][i], ref[1], rtol=1e-10)
+        for got, want in zip(grads[0], ref[0]):
+            assert torch.allclose(got[i], want, rtol=1e-8, atol=1e-10)
+
+
+def test_plain_autograd_gradients_for_every_input_and_no_silent_second_order(monkeypatch):
+    monkeypatch.setattr(retrieval_module, "_BLOCK_ROWS", 8)
+    q, c = _embeddings(b=20, n=26, seed=6)
+    g = torch.Generator().manual_seed(7)
+    w = torch.rand(20, generator=g, dtype=torch.float64) + 0.5
+    p = torch.rand(26, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    t = torch.tensor(0.4, dtype=torch.float64)
+    ids = torch.randint(0, 8, (26,), generator=g)
+    inputs = [x.clone().requires_grad_() for x in (q, c, w, t, p)]
+    value = retrieval_loss(
+        inputs[0],
+        inputs[1],
+        sample_weight=inputs[2],
+        temperature=inputs[3],
+        candidate_sampling_probability=inputs[4],
+        candidate_ids=ids,
+    )
+    got = torch.autograd.grad(value, inputs)
+    ref_inputs = [x.clone().requires_grad_() for x in (q, c, w, t, p)]
+    ref_value = _reference(*ref_inputs[:2], ref_inputs[2], ref_inputs[3], ref_inputs[4], ids)
+    want = torch.autograd.grad(ref_value, ref_inputs)
+    assert torch.allclose(value, ref_value, rtol=1e-12)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+    # A second derivative through plain autograd is refused, by name, instead of being wrong.
+    value = retrieval_loss(inputs[0], inputs[1], temperature=inputs[3])
+    with pytest.raises(RuntimeError, match="fused=False"):
+        torch.autograd.grad(value, inputs[0], create_graph=True)
+
+    # ... while torch.func's second derivatives are exact (the loss switches to the plain form).
+    def grad_norm(q_, fused):
+        gq = torch.func.grad(lambda a: retrieval_loss(a, c, temperature=t, fused=fused))(q_)
+        return (gq**2).sum()
+
+    assert torch.allclose(
+        torch.func.grad(grad_norm)(q, True), torch.func.grad(grad_norm)(q, False), rtol=1e-10
+    )

@@ -97,12 +97,11 @@ def retrieval_scores(
 
 
 def _accidental_hit_mask(candidate_ids: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """``[stop - start, N]``: 1.0 where column j holds row i's positive item but j != i."""
+    """``[..., stop - start, N]``: 1.0 where column j holds row i's positive item but j != i."""
+    n = candidate_ids.shape[-1]
     rows = torch.arange(start, stop, device=candidate_ids.device)
-    same = candidate_ids[start:stop, None] == candidate_ids[None, :]
-    not_self = (
-        rows[:, None] != torch.arange(candidate_ids.shape[0], device=candidate_ids.device)[None, :]
-    )
+    same = candidate_ids[..., start:stop, None] == candidate_ids[..., None, :]
+    not_self = rows[:, None] != torch.arange(n, device=candidate_ids.device)[None, :]
     return (same & not_self).to(torch.float32)
 
 
@@ -119,37 +118,115 @@ def _softmax_stats(
     With ``s = (q c^T) * inv_t + bias`` (accidental hits masked), ``P = softmax(s)`` row-wise and
     ``G = w[:, None] * P``, returns ``lse = logsumexp(s, 1)`` ``[B]``, ``G @ c`` ``[B, D]``,
     ``G.T @ q`` ``[N, D]`` and ``G.sum(0)`` ``[N]`` (only with a ``bias``, else None): everything
-    the gradients need, without ever holding the ``[B, N]`` matrix.
+    the gradients need, without ever holding the ``[B, N]`` matrix. Every input may carry the
+    same leading batch dimensions (``q [..., B, D]``, ``inv_t [...]``): the batched form serves
+    the op's vmap rule.
     """
-    b = q.shape[0]
+    b = q.shape[-2]
     lse_blocks, gc_blocks = [], []
     gq = torch.zeros_like(c)
-    col = None if bias is None else torch.zeros(c.shape[0], dtype=c.dtype, device=c.device)
+    col = None if bias is None else torch.zeros_like(bias)
+    if inv_t is not None:
+        inv_t = inv_t[..., None, None]
     rows = _block_rows(q.device)
     for start in range(0, b, rows):
         stop = min(start + rows, b)
-        qb = q[start:stop]
+        qb = q[..., start:stop, :]
         # The block is held transposed, [N, rows]: with the 32-odd-wide embedding dimension as the
         # inner size, ``c @ qb.T`` runs several times faster than ``qb @ c.T`` on CPU BLAS, and
         # the softmax reductions then run down contiguous columns.
-        s_t = c @ qb.T
+        s_t = c @ qb.transpose(-1, -2)
         if inv_t is not None:
             s_t = s_t * inv_t
         if bias is not None:
-            s_t = s_t + bias[:, None]
+            s_t = s_t + bias[..., :, None]
         if ids is not None:
-            s_t = s_t + _accidental_hit_mask(ids, start, stop).T * _MASK_VALUE
+            s_t = s_t + _accidental_hit_mask(ids, start, stop).transpose(-1, -2) * _MASK_VALUE
         # One exp per score: the softmax numerators serve both the log-sum-exp and the gradient.
-        m = torch.amax(s_t, dim=0, keepdim=True)
+        m = torch.amax(s_t, dim=-2, keepdim=True)
         e = torch.exp(s_t - m)
-        z = torch.sum(e, dim=0, keepdim=True)
-        lse_blocks.append((m + torch.log(z)).squeeze(0))
-        g_t = e * (weight[start:stop] / z)
-        gc_blocks.append(g_t.T @ c)
-        gq = torch.addmm(gq, g_t, qb)
+        z = torch.sum(e, dim=-2, keepdim=True)
+        lse_blocks.append((m + torch.log(z)).squeeze(-2))
+        g_t = e * (weight[..., None, start:stop] / z)
+        gc_blocks.append(g_t.transpose(-1, -2) @ c)
+        gq = torch.addmm(gq, g_t, qb) if gq.ndim == 2 else gq + g_t @ qb
         if col is not None:
-            col = col + torch.sum(g_t, dim=1)
-    return torch.cat(lse_blocks), torch.cat(gc_blocks), gq, col
+            col = col + torch.sum(g_t, dim=-1)
+    return torch.cat(lse_blocks, dim=-1), torch.cat(gc_blocks, dim=-2), gq, col
+
+
+_compiled_stats: Any = None
+
+
+@torch.library.custom_op("torchrs_fn::softmax_stats", mutates_args=())
+def _softmax_stats_op(
+    q: torch.Tensor,
+    c: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    ids: torch.Tensor | None,
+    inv_t: torch.Tensor | None,
+    compiled: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``_softmax_stats`` as an op of its own (on detached tensors; it has no autograd).
+
+    It is an op for its vmap rule. Under ``vmap`` (a sweep) the blockwise loop would run on
+    ``[configs, N, rows]`` blocks: on CPU its products become ``bmm`` calls that MKL computes 2-3
+    times slower than one ``mm`` per configuration at these shapes (an inner size of 32), and
+    blocks ``configs`` times larger fall out of cache, so a vmapped train step cost about twice
+    the sequential one per configuration. The rule runs the op once per configuration on CPU
+    when a configuration has at least ``_LOOP_MIN_SCORES`` scores, and batched otherwise and on
+    other devices, where batching is what pays. ``compiled`` (set when
+    the caller is being compiled) runs the statistics through their own compiled function, so
+    the fused kernels stay.
+    """
+    global _compiled_stats
+    if compiled:
+        if _compiled_stats is None:
+            _compiled_stats = torch.compile(_stats_tuple, dynamic=False, fullgraph=True)
+        return _compiled_stats(q, c, weight, bias, ids, inv_t)
+    return _stats_tuple(q, c, weight, bias, ids, inv_t)
+
+
+def _stats_tuple(q, c, weight, bias, ids, inv_t):  # type: ignore[no-untyped-def]
+    """``_softmax_stats`` with an empty tensor in place of a missing column sum."""
+    lse, gc, gq, col = _softmax_stats(q, c, weight, bias, ids, inv_t)
+    return lse, gc, gq, q.new_zeros((*q.shape[:-2], 0)) if col is None else col
+
+
+@_softmax_stats_op.register_fake
+def _(q, c, weight, bias, ids, inv_t, compiled):  # type: ignore[no-untyped-def]
+    col = c.new_empty(c.shape[0]) if bias is not None else q.new_empty(0)
+    return q.new_empty(q.shape[0]), q.new_empty(q.shape), c.new_empty(c.shape), col
+
+
+# Below this many scores per configuration the batched form wins (it compiles into the caller's
+# graph and saves the per-configuration calls); above it, one call per configuration does.
+_LOOP_MIN_SCORES = 1 << 20
+
+
+def _softmax_stats_vmap(info, in_dims, q, c, weight, bias, ids, inv_t, compiled):  # type: ignore[no-untyped-def]
+    n = info.batch_size
+    args = (q, c, weight, bias, ids, inv_t)
+
+    def lane(i: int) -> list:
+        return [x if d is None or x is None else x.select(d, i) for x, d in zip(args, in_dims)]
+
+    first = lane(0)
+    scores = first[0].shape[0] * first[1].shape[0]
+    if q.device.type != "cpu" or scores < _LOOP_MIN_SCORES:
+        # The statistics take leading batch dimensions: move each batch dim first (or expand an
+        # unbatched input, a view) and run them once for all configurations.
+        batched = [
+            None if x is None else (x.expand(n, *x.shape) if d is None else x.movedim(d, 0))
+            for x, d in zip(args, in_dims)
+        ]
+        return _stats_tuple(*batched), (0, 0, 0, 0)
+    outs = [_softmax_stats_op(*lane(i), compiled) for i in range(n)]
+    return tuple(torch.stack(list(o)) for o in zip(*outs)), (0, 0, 0, 0)
+
+
+_softmax_stats_op.register_vmap(_softmax_stats_vmap)
 
 
 def _fused_loss(
@@ -176,7 +253,7 @@ def _fused_loss(
     wd = weight.detach()
     bd = None if bias is None else bias.detach()
     td = None if inv_t is None else inv_t.detach()
-    lse, gc, gq, col = _softmax_stats(qd, cd, wd, bd, ids, td)
+    lse, gc, gq, col = _softmax_stats_op(qd, cd, wd, bd, ids, td, torch.compiler.is_compiling())
 
     raw_pos = torch.sum(q * c[:b], dim=1)
     pos = raw_pos if inv_t is None else raw_pos * inv_t
@@ -186,7 +263,7 @@ def _fused_loss(
     cross = torch.sum(q * gc) + torch.sum(c * gq) - torch.sum(qd * gc)
     extra = cross if inv_t is None else cross * inv_t
     if bias is not None:
-        extra = extra + torch.sum(col * bias)
+        extra = extra + torch.sum(col * bias)  # col is [0] (unused) without a bias
     return torch.sum(weight * lse) - torch.sum(weight * pos) + (extra - extra.detach())
 
 
