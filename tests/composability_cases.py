@@ -325,6 +325,14 @@ def _task_reference(q, c, w, p, ids):
     return ref_row_losses(q, c, w, 0.5, p, ids).sum()
 
 
+def _task_swept(q, c, w, t, p, ids):
+    return _TASK(q, c, w, p, ids, temperature=t)
+
+
+def _task_swept_reference(q, c, w, t, p, ids):
+    return ref_row_losses(q, c, w, t, p, ids).sum()
+
+
 def _task_inputs(seed: int) -> tuple:
     q, c, w, _, p, ids = _retrieval_inputs(seed)
     return q, c, w, p, ids
@@ -592,9 +600,20 @@ CASES: list[Case] = [
         grad_argnums=(0, 1, 2, 3),
         transforms=statuses(
             vmap_hparams=NotApplicable(
-                "temperature is a constructor argument; sweep it with retrieval_loss"
+                "the constructor's temperature is a float; the next case passes a tensor"
             )
         ),
+    ),
+    Case(
+        name="tasks.Retrieval",
+        variant="temperature passed to the call as a tensor (how a sweep varies it)",
+        kind="loss",
+        make_inputs=_retrieval_inputs,
+        fn=_task_swept,
+        reference=_task_swept_reference,
+        grad_argnums=(0, 1, 2, 3, 4),
+        hparam_argnums=(3,),
+        hparam_values=_temperatures,
     ),
     Case(
         name="metrics.factorized_top_k",
