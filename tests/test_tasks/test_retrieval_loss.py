@@ -194,3 +194,34 @@ def test_plain_autograd_gradients_for_every_input_and_no_silent_second_order(mon
     assert torch.allclose(
         torch.func.grad(grad_norm)(q, True), torch.func.grad(grad_norm)(q, False), rtol=1e-10
     )
+
+
+def test_float32_gradients_for_every_input_within_1e_4_of_float64():
+    g = torch.Generator().manual_seed(11)
+    q = torch.randn(300, 32, generator=g) * 0.3
+    c = torch.randn(420, 32, generator=g) * 0.3
+    w = torch.rand(300, generator=g) + 0.5
+    p = torch.rand(420, generator=g) * 0.9 + 0.05
+    t = torch.tensor(0.2)
+    ids = torch.randint(0, 140, (420,), generator=g)
+
+    def loss(q_, c_, w_, t_, p_, fused):
+        return retrieval_loss(
+            q_,
+            c_,
+            sample_weight=w_,
+            temperature=t_,
+            candidate_sampling_probability=p_,
+            candidate_ids=ids,
+            fused=fused,
+        )
+
+    args = (q, c, w, t, p)
+    got = torch.func.grad(lambda *a: loss(*a, True), argnums=(0, 1, 2, 3, 4))(*args)
+    want = torch.func.grad(lambda *a: loss(*a, False), argnums=(0, 1, 2, 3, 4))(
+        *[x.double() for x in args]
+    )
+    for name, a, b in zip(("q", "c", "w", "t", "p"), got, want):
+        assert a.dtype == torch.float32, name
+        scale = b.abs().max()
+        assert float((a.double() - b).abs().max() / scale) < 1e-4, name
