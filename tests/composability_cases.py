@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+import torchrs_fn
 from torchrs_fn import optim, train
 from torchrs_fn.metrics import (
     candidate_rows,
@@ -462,7 +463,8 @@ def _train_step_reference(params, lr, temperature, batch):
     new = {k: params[k] - lr * grads[k] / (torch.sqrt(acc[k]) + _EPS) for k in params}
     one = torch.ones((), dtype=torch.int64)
     opt_state = AdagradState(one, {"epsilon": _EPS, "learning_rate": lr}, acc)
-    state = train.TrainState(new, opt_state, one, {"temperature": temperature}, None)
+    key = torchrs_fn.random.key(0)  # init_state's default seed
+    state = train.TrainState(new, opt_state, one, {"temperature": temperature}, key)
     return state, {"loss": loss}
 
 
@@ -495,7 +497,7 @@ def _sweep_step_reference(params, lrs, temperatures, batch):
         ),
         torch.ones(2, dtype=torch.int64),
         {"temperature": temperatures},
-        None,
+        torchrs_fn.random.key(0).expand(2),
     )
     logs = {"loss": torch.stack([r[1]["loss"] for r in runs])}
     return stacked, logs, torch.ones(2, dtype=torch.bool)
@@ -521,7 +523,8 @@ def _init_state_reference(params, temperature):
     acc = {k: torch.full_like(v, 0.1) for k, v in params.items()}
     opt_state = AdagradState(zero, {"epsilon": _EPS, "learning_rate": lr}, acc)
     temperature = temperature.to(torch.float32)  # hyperparameters are stored as float32
-    return train.TrainState(params, opt_state, zero, {"temperature": temperature}, None)
+    key = torchrs_fn.random.key(0)  # init_state's default seed
+    return train.TrainState(params, opt_state, zero, {"temperature": temperature}, key)
 
 
 def _eval_fn(params, batch, candidates):

@@ -374,3 +374,45 @@ def test_compiled_sweep_step_matches_eager():
     compiled = train.sweep(model, optim.adagrad(0.1), compile={"fullgraph": True}, **kwargs)
     for i in range(2):
         assert _max_diff(eager.state(i), compiled.state(i)) < 1e-10
+
+
+class DefaultRetrieval(rs.Model):
+    """The basic retrieval model as a user writes it: no hyperparameters, the default task."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.user = layers.Embedding(30, 6)
+        self.item = layers.Embedding(40, 6)
+        self.task = Retrieval()
+
+    def compute_loss(self, batch, training=False):
+        return self.task(self.user(batch["u"]), self.item(batch["i"]))
+
+
+def _plain_vmap_of_step(compile_: bool) -> None:
+    """``torch.vmap(step, in_dims=(0, None))`` over ``tree.stack`` of ``init_state``s, by hand."""
+    model = DefaultRetrieval()
+    for optimizer in (optim.sgd(0.1), optim.adam(0.01)):
+        states = [
+            train.init_state(rs.init(model, s, dtype=torch.float64), optimizer) for s in range(3)
+        ]
+        step = train.make_train_step(model, optimizer, compile=False)
+        vstep = torch.vmap(step, in_dims=(0, None))
+        if compile_:
+            vstep = torch.compile(vstep, fullgraph=True, dynamic=False)
+        stacked = tree.stack(states)
+        for batch in _batches():
+            stacked, logs = vstep(stacked, batch)
+            states = [step(s, batch)[0] for s in states]
+        assert logs["loss"].shape == (3,)
+        for i in range(3):
+            assert _max_diff(tree.map(lambda x, i=i: x[i], stacked), states[i]) < 1e-10
+
+
+def test_plain_vmap_of_the_step_over_stacked_states():
+    _plain_vmap_of_step(compile_=False)
+
+
+@pytest.mark.compile
+def test_compiled_plain_vmap_of_the_step_over_stacked_states():
+    _plain_vmap_of_step(compile_=True)

@@ -103,13 +103,15 @@ def sgd(
 
     def init(params: PyTree) -> SgdState:
         extra = {"momentum": momentum} if momentum is not None else {}
-        trace = tree.zeros_like(params) if momentum is not None else None
+        # () rather than None without momentum: an empty node in every pytree library, so that
+        # torch.vmap over stacked states sees no leaf there.
+        trace = tree.zeros_like(params) if momentum is not None else ()
         return SgdState(_count(params), _hparams(params, learning_rate, **extra), trace)
 
     def update(grads: PyTree, state: SgdState, params: PyTree = None):
         lr = _lr(learning_rate, state)
         if momentum is None:
-            updates, trace = tree.map(lambda g: -lr * g, grads), None
+            updates, trace = tree.map(lambda g: -lr * g, grads), ()
         else:
             m = state.hparams["momentum"]
             trace = tree.map(lambda b, g: m * b + g, state.momentum, grads)

@@ -41,14 +41,17 @@ class TrainState(NamedTuple):
     ``params``; ``opt_state`` (its hyperparameters as tensors); ``step`` (int64 count);
     ``hparams``, the loss's own hyperparameters as float32 0-d tensors (temperature, loss weights,
     L2 penalty, dropout rate: ``{}`` when the loss has none); ``key``, the random key of the run
-    (``torchrs_fn.random``; None when the state was made without a seed).
+    (``torchrs_fn.random``; ``init_state`` always sets one).
+
+    No field is ever None (``()`` stands for "nothing", an empty node in every pytree library), so
+    ``torch.vmap(step, in_dims=(0, None))`` over states stacked with ``tree.stack`` works as it is.
     """
 
     params: Params
     opt_state: Any
     step: torch.Tensor
     hparams: dict[str, torch.Tensor] = {}  # noqa: RUF012 (never mutated: states are replaced)
-    key: torch.Tensor | None = None
+    key: torch.Tensor | tuple = ()
 
 
 def init_state(
@@ -56,7 +59,7 @@ def init_state(
     optimizer: GradientTransformation,
     *,
     hparams: dict[str, float | torch.Tensor] | None = None,
-    seed: int | None = None,
+    seed: int = 0,
 ) -> TrainState:
     """A fresh ``TrainState``: the optimizer's ``init(params)`` and a step count of 0.
 
@@ -66,8 +69,9 @@ def init_state(
         hparams: the loss's hyperparameters, e.g. ``{"temperature": 0.1, "l2": 1e-4}``; stored
             as float32 0-d tensors and handed to a loss function that takes a third argument
             (``loss_fn(params, batch, hparams)``), so a sweep can vary them.
-        seed: seeds the run's random stream (dropout, sampled negatives): the loss receives a
-            fresh key each step as ``hparams["key"]`` (``random.fold_in(key, step)``).
+        seed: seeds the run's random stream (dropout, sampled negatives; default 0): a loss that
+            takes ``hparams`` receives a fresh key each step as ``hparams["key"]``
+            (``random.fold_in(key, step)``).
     """
     if not isinstance(optimizer, GradientTransformation):
         raise TypeError(
@@ -87,7 +91,7 @@ def init_state(
         optimizer.init(params),
         torch.zeros((), dtype=torch.int64, device=device),
         loss_hparams,
-        None if seed is None else random.key(seed, device=device),
+        random.key(seed, device=device),
     )
 
 
@@ -138,7 +142,7 @@ def step_hparams(state: TrainState) -> dict[str, torch.Tensor]:
     """What the loss receives as ``hparams`` at this step: the state's loss hyperparameters and,
     when the state has a key, ``"key"``: ``random.fold_in(state.key, state.step)``."""
     out = dict(state.hparams)
-    if state.key is not None:
+    if isinstance(state.key, torch.Tensor):
         out["key"] = random.fold_in(state.key, state.step)
     return out
 
@@ -169,8 +173,7 @@ def make_train_step(
             ``Model`` (its ``compute_loss(batch, training=True)`` is used). A loss function with a
             third parameter, ``loss_fn(params, batch, hparams)``, (or a ``compute_loss`` with an
             ``hparams`` parameter) receives the state's loss hyperparameters as tensors, plus
-            ``hparams["key"]``, this step's random key, when the state has one (see
-            ``init_state``).
+            ``hparams["key"]``, this step's random key (see ``init_state``).
         optimizer: a ``GradientTransformation`` (e.g. ``optim.adagrad(0.1)``).
         compile: ``True`` (default) compiles with ``torch.compile(dynamic=False)``; ``False`` runs
             eagerly (for debugging); a dict is passed as options to ``torch.compile`` (e.g.
