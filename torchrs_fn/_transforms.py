@@ -8,10 +8,17 @@ nothing of the package.
 
 from __future__ import annotations
 
-from torch._C._functorch import TransformType, get_dynamic_layer_stack_depth
+import torch
+from torch._C._functorch import (
+    TransformType,
+    get_dynamic_layer_stack_depth,
+    get_unwrapped,
+    is_batchedtensor,
+    is_functorch_wrapped_tensor,
+)
 from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
 
-__all__ = ["differentiating_levels", "inside_transforms"]
+__all__ = ["differentiating_levels", "inside_transforms", "is_batched"]
 
 
 def _walk_levels(depth: int) -> int:
@@ -32,3 +39,13 @@ def differentiating_levels() -> int:
 def inside_transforms() -> bool:
     """True inside any ``torch.func`` transform (``vmap`` included)."""
     return get_dynamic_layer_stack_depth() != 0
+
+
+def is_batched(t: torch.Tensor) -> bool:
+    """True when ``t`` is batched by a ``vmap`` at any level, also beneath ``grad`` wrappers
+    (eager only: not traceable by ``torch.compile``, whose callers skip host-side checks)."""
+    while is_functorch_wrapped_tensor(t):
+        if is_batchedtensor(t):
+            return True
+        t = get_unwrapped(t)
+    return False

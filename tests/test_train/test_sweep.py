@@ -416,3 +416,52 @@ def test_plain_vmap_of_the_step_over_stacked_states():
 @pytest.mark.compile
 def test_compiled_plain_vmap_of_the_step_over_stacked_states():
     _plain_vmap_of_step(compile_=True)
+
+
+class SampledNegatives(rs.Model):
+    """In-batch negatives plus uniformly sampled ones, drawn from the step's random key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.user = layers.Embedding(30, 6)
+        self.item = layers.Embedding(40, 6)
+        self.task = Retrieval()
+
+    def compute_loss(self, batch, training=False, hparams=None):
+        negatives = random.randint(hparams["key"], (8,), 0, 40)
+        items = torch.cat([batch["i"], negatives])
+        return self.task(self.user(batch["u"]), self.item(items), candidate_ids=items)
+
+
+def test_sampled_negatives_follow_each_configuration_seed():
+    model = SampledNegatives()
+    batches = _batches()
+    configs = [{"seed": 0}, {"seed": 1}, {"seed": 0, "learning_rate": 0.2}]
+    result = train.sweep(
+        model,
+        optim.sgd(0.1),
+        params=lambda seed: rs.init(
+            model, 0, dtype=torch.float64
+        ),  # same init: only the draws differ
+        configs=configs,
+        loader=batches,
+        epochs=2,
+        compile=False,
+        verbose=False,
+    )
+    step = train.make_train_step(model, optim.sgd(0.1), compile=False)
+    for i, config in enumerate(configs):
+        state = train.init_state(
+            rs.init(model, 0, dtype=torch.float64), optim.sgd(0.1), seed=config["seed"]
+        )
+        state = state._replace(
+            opt_state=optim.set_hparams(
+                state.opt_state, {"learning_rate": config.get("learning_rate", 0.1)}
+            )
+        )
+        for _ in range(2):
+            for b in batches:
+                state, _ = step(state, b)
+        assert _max_diff(result.state(i), state) < 1e-12
+    # Different seeds drew different negatives, so the runs differ.
+    assert _max_diff(result.state(0), result.state(1)) > 1e-6
