@@ -214,7 +214,7 @@ def test_download_checks_the_pinned_digests_and_extracts(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHRS_FN_DATA_DIR", str(cache))
     calls = []
 
-    def fake_download(url, dest, *, digests, timeout):
+    def fake_download(url, dest, *, digests, timeout, reporter=None):
         calls.append((url, dest, digests))
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(served, dest)
@@ -268,7 +268,7 @@ def test_pinned_archives():
 def test_unreachable_download_says_how_to_get_the_files(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHRS_FN_DATA_DIR", str(tmp_path / "cache"))
 
-    def down(url, dest, *, digests, timeout):
+    def down(url, dest, *, digests, timeout, reporter=None):
         raise OSError("name resolution failed")
 
     monkeypatch.setattr(movielens, "download", down)

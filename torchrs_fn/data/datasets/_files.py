@@ -14,15 +14,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import pyarrow as pa
 
 __all__ = [
     "DATA_DIR_ENV",
     "DatasetNotFoundError",
+    "Reporter",
     "cache_dir",
     "download",
     "extract_atomic",
@@ -64,19 +68,96 @@ def _check_digests(path: Path, digests: dict[str, str], what: str) -> None:
             )
 
 
-def download(url: str, dest: Path, *, digests: dict[str, str], timeout: float = 30.0) -> Path:
+def _megabytes(n: int | None) -> str:
+    return "size unknown" if n is None else f"{n / 1e6:.1f} MB"
+
+
+class Reporter:
+    """What a dataset loader tells the user about its downloads, on ``stream`` (default stderr).
+
+    ``say`` prints a line; ``progress`` redraws one bar line, but only once a transfer has taken
+    more than ``delay`` seconds (short downloads print no bar). ``quiet=True`` prints nothing.
+    """
+
+    def __init__(
+        self,
+        quiet: bool = False,
+        stream: TextIO | None = None,
+        delay: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.quiet, self.delay, self.clock = quiet, delay, clock
+        self.stream = stream if stream is not None else sys.stderr
+        self._start: float | None = None
+        self._drawn = False
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            self.stream.write(f"torchrs_fn: {message}\n")
+            self.stream.flush()
+
+    def start(self) -> None:
+        self._start, self._drawn = self.clock(), False
+
+    def progress(self, done: int, total: int | None) -> None:
+        if self.quiet or self._start is None or self.clock() - self._start < self.delay:
+            return
+        if total:
+            width = 30
+            filled = int(width * min(done, total) / total)
+            bar = f"[{'=' * filled}{'.' * (width - filled)}] {done / 1e6:.1f}/{total / 1e6:.1f} MB"
+        else:
+            bar = f"{done / 1e6:.1f} MB"
+        self.stream.write(f"\r  {bar} ({self.clock() - self._start:.0f} s)")
+        self.stream.flush()
+        self._drawn = True
+
+    def finish(self) -> None:
+        if self._drawn and not self.quiet:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._start, self._drawn = None, False
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    digests: dict[str, str],
+    timeout: float = 30.0,
+    reporter: Reporter | None = None,
+) -> Path:
     """Downloads ``url`` to ``dest`` and checks it against ``digests`` (``{"sha256": hex, ...}``).
 
-    Raises ``OSError`` (``urllib.error.URLError`` and the like) when the host is unreachable and
-    ``ValueError`` on a checksum mismatch; ``dest`` then does not exist.
+    With a ``reporter`` it says what it fetches, from where, how large, shows a progress bar when
+    the transfer takes more than a second, and says whether the checksum held. Raises ``OSError``
+    (``urllib.error.URLError`` and the like) when the host is unreachable and ``ValueError`` on a
+    checksum mismatch; ``dest`` then does not exist.
     """
+    report = reporter or Reporter(quiet=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            shutil.copyfileobj(response, out, length=1 << 20)
-        _check_digests(tmp, digests, url)
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            report.say(f"downloading {url} ({_megabytes(total)}) to {dest}")
+            report.start()
+            done = 0
+            try:
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    done += len(block)
+                    report.progress(done, total)
+            finally:
+                report.finish()
+        try:
+            _check_digests(tmp, digests, url)
+        except ValueError:
+            report.say(f"checksum FAILED for {url}; the file was discarded")
+            raise
+        report.say(f"{dest.name}: {done / 1e6:.1f} MB, checksum ({', '.join(digests)}) ok")
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is ordinary data
         os.replace(tmp, dest)
     finally:
@@ -85,7 +166,13 @@ def download(url: str, dest: Path, *, digests: dict[str, str], timeout: float = 
 
 
 def pip_download_wheel(
-    requirement: str, wheel_name: str, dest_dir: Path, *, sha256: str, timeout: float = 300.0
+    requirement: str,
+    wheel_name: str,
+    dest_dir: Path,
+    *,
+    sha256: str,
+    timeout: float = 300.0,
+    reporter: Reporter | None = None,
 ) -> Path:
     """Fetches one wheel with ``python -m pip download --no-deps --only-binary=:all:``.
 
@@ -97,6 +184,9 @@ def pip_download_wheel(
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--disable-pip-version-check", "--quiet", "--dest", str(dest_dir), requirement,
     ]  # fmt: skip
+    report = reporter or Reporter(quiet=True)
+    report.say(f"downloading {requirement} ({wheel_name}) with pip from its configured index")
+    started = time.monotonic()
     try:
         done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -105,7 +195,15 @@ def pip_download_wheel(
     if done.returncode != 0 or not wheel.is_file():
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise OSError(f"pip download {requirement} failed (exit {done.returncode}): {tail}")
-    _check_digests(wheel, {"sha256": sha256}, wheel_name)
+    try:
+        _check_digests(wheel, {"sha256": sha256}, wheel_name)
+    except ValueError:
+        report.say(f"checksum FAILED for {wheel_name}")
+        raise
+    report.say(
+        f"{wheel_name}: {wheel.stat().st_size / 1e6:.1f} MB in {time.monotonic() - started:.0f} s, "
+        "checksum (sha256) ok"
+    )
     return wheel
 
 

