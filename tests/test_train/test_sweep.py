@@ -16,14 +16,21 @@ from torchrs_fn.tasks import Retrieval
 from torchrs_fn.train.sweeps import STATE_COPIES
 
 
-class TinyRetrieval(rs.Model):
-    """Two embedding towers, dropout on the queries, the default (fused) Retrieval task, L2."""
+class DefaultRetrieval(rs.Model):
+    """The basic retrieval model as a user writes it: no hyperparameters, the default task."""
 
     def __init__(self) -> None:
         super().__init__()
         self.user = layers.Embedding(30, 6)
         self.item = layers.Embedding(40, 6)
         self.task = Retrieval()
+
+    def compute_loss(self, batch, training=False):
+        return self.task(self.user(batch["u"]), self.item(batch["i"]))
+
+
+class TinyRetrieval(DefaultRetrieval):
+    """The same towers with dropout on the queries, a swept temperature and an L2 penalty."""
 
     def compute_loss(self, batch, training=False, hparams=None):
         u = self.user(batch["u"])
@@ -376,19 +383,6 @@ def test_compiled_sweep_step_matches_eager():
         assert _max_diff(eager.state(i), compiled.state(i)) < 1e-10
 
 
-class DefaultRetrieval(rs.Model):
-    """The basic retrieval model as a user writes it: no hyperparameters, the default task."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.user = layers.Embedding(30, 6)
-        self.item = layers.Embedding(40, 6)
-        self.task = Retrieval()
-
-    def compute_loss(self, batch, training=False):
-        return self.task(self.user(batch["u"]), self.item(batch["i"]))
-
-
 def _plain_vmap_of_step(compile_: bool) -> None:
     """``torch.vmap(step, in_dims=(0, None))`` over ``tree.stack`` of ``init_state``s, by hand."""
     model = DefaultRetrieval()
@@ -418,14 +412,8 @@ def test_compiled_plain_vmap_of_the_step_over_stacked_states():
     _plain_vmap_of_step(compile_=True)
 
 
-class SampledNegatives(rs.Model):
+class SampledNegatives(DefaultRetrieval):
     """In-batch negatives plus uniformly sampled ones, drawn from the step's random key."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.user = layers.Embedding(30, 6)
-        self.item = layers.Embedding(40, 6)
-        self.task = Retrieval()
 
     def compute_loss(self, batch, training=False, hparams=None):
         negatives = random.randint(hparams["key"], (8,), 0, 40)

@@ -176,23 +176,26 @@ def partition(
     return GradientTransformation(init, update)
 
 
-def _hparam_dicts(state: PyTree, path: str = "") -> list[tuple[str, dict]]:
-    """Every ``hparams`` dict in an optimizer state, with the dotted path of its owner."""
-    out: list[tuple[str, dict]] = []
+def _map_hparam_dicts(state: PyTree, fn: Callable[[str, dict], dict], path: str = "") -> PyTree:
+    """``state`` rebuilt with each ``hparams`` dict ``d`` replaced by ``fn(owner_path, d)``.
+
+    ``owner_path`` is the dotted path of the NamedTuple that holds the dict (``""`` at the top,
+    ``"inner.1."`` inside ``chain``); the one walk serves both listing and replacing.
+    """
     if hasattr(state, "_fields"):
-        for field in state._fields:
-            value = getattr(state, field)
-            if field == "hparams" and isinstance(value, dict):
-                out.append((path, value))
-            else:
-                out.extend(_hparam_dicts(value, f"{path}{field}."))
-    elif isinstance(state, (tuple, list)):
-        for i, value in enumerate(state):
-            out.extend(_hparam_dicts(value, f"{path}{i}."))
-    elif isinstance(state, dict):
-        for k, value in state.items():
-            out.extend(_hparam_dicts(value, f"{path}{k}."))
-    return out
+        return type(state)(
+            **{
+                field: fn(path, value)
+                if field == "hparams" and isinstance(value, dict)
+                else _map_hparam_dicts(value, fn, f"{path}{field}.")
+                for field, value in zip(state._fields, state)
+            }
+        )
+    if isinstance(state, (tuple, list)):
+        return type(state)(_map_hparam_dicts(v, fn, f"{path}{i}.") for i, v in enumerate(state))
+    if isinstance(state, dict):
+        return {k: _map_hparam_dicts(v, fn, f"{path}{k}.") for k, v in state.items()}
+    return state
 
 
 def hparam_names(opt_state: PyTree) -> list[str]:
@@ -202,7 +205,14 @@ def hparam_names(opt_state: PyTree) -> list[str]:
     ``partition`` the path says which transform owns each (``"inner.1.hparams.learning_rate"``).
     ``set_hparams`` accepts these names or any unambiguous suffix (``"learning_rate"``).
     """
-    return [f"{owner}hparams.{k}" for owner, d in _hparam_dicts(opt_state) for k in d]
+    names: list[str] = []
+
+    def collect(owner: str, d: dict) -> dict:
+        names.extend(f"{owner}hparams.{k}" for k in d)
+        return d
+
+    _map_hparam_dicts(opt_state, collect)
+    return names
 
 
 def _resolve(name: str, full: list[str]) -> str:
@@ -213,7 +223,9 @@ def _resolve(name: str, full: list[str]) -> str:
             "(a learning-rate schedule keeps no 'learning_rate' there: pass a float to sweep it)"
         )
     if len(matches) > 1:
-        raise KeyError(f"hyperparameter {name!r} is ambiguous: it matches {matches}; use a full name")
+        raise KeyError(
+            f"hyperparameter {name!r} is ambiguous: it matches {matches}; use a full name"
+        )
     return matches[0]
 
 
@@ -226,25 +238,12 @@ def set_hparams(opt_state: PyTree, values: Mapping[str, float | torch.Tensor]) -
     full = hparam_names(opt_state)
     wanted = {_resolve(name, full): value for name, value in values.items()}
 
-    def rebuild(state: PyTree, path: str) -> PyTree:
-        if hasattr(state, "_fields"):
-            fields = {}
-            for field in state._fields:
-                value = getattr(state, field)
-                if field == "hparams" and isinstance(value, dict):
-                    new = dict(value)
-                    for k, v in value.items():
-                        full_name = f"{path}hparams.{k}"
-                        if full_name in wanted:
-                            new[k] = hparam(wanted[full_name], v).to(v.dtype)
-                    fields[field] = new
-                else:
-                    fields[field] = rebuild(value, f"{path}{field}.")
-            return type(state)(**fields)
-        if isinstance(state, (tuple, list)):
-            return type(state)(rebuild(v, f"{path}{i}.") for i, v in enumerate(state))
-        if isinstance(state, dict):
-            return {k: rebuild(v, f"{path}{k}.") for k, v in state.items()}
-        return state
+    def replace(owner: str, d: dict) -> dict:
+        return {
+            k: hparam(wanted[f"{owner}hparams.{k}"], v).to(v.dtype)
+            if f"{owner}hparams.{k}" in wanted
+            else v
+            for k, v in d.items()
+        }
 
-    return rebuild(opt_state, "")
+    return _map_hparam_dicts(opt_state, replace)

@@ -244,9 +244,9 @@ def _fused_loss(
     ``G = w P``: ``dL/dq = inv_t (G c - w c[:B])``, ``dL/dc = inv_t (G^T q - pad(w q))``,
     ``dL/dinv_t = sum(G * (q c^T)) - sum(w * diag(q c^T))``, ``dL/dbias = G.sum(0) - pad(w)`` and
     ``dL/dw = logsumexp(s) - diag(s)``. The ``extra`` term below carries the first three (its
-    value is subtracted again, so it adds gradient, not value). Under ``torch.func`` transforms a
-    ``detach`` only cuts the innermost level, so the statistics stay differentiable for an outer
-    ``grad``: higher-order derivatives through ``torch.func`` are exact as well.
+    value is subtracted again, so it adds gradient, not value). The detached statistics make
+    this exact to first order only (a ``detach`` cuts every ``torch.func`` level too), which is
+    why ``retrieval_loss`` takes the plain formulation under nested derivatives.
     """
     b = q.shape[0]
     qd, cd = q.detach(), c.detach()

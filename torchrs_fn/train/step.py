@@ -79,12 +79,14 @@ def init_state(
             f"got {type(optimizer).__name__}"
         )
     leaves = [x for x in tree.leaves(params) if isinstance(x, torch.Tensor)]
-    device = leaves[0].device if leaves else None
     like = leaves[0] if leaves else None
+    device = like.device if like is not None else None
     loss_hparams = {}
     for name, value in (hparams or {}).items():
         if not isinstance(name, str) or name == "key":
-            raise ValueError(f"init_state: hparams names must be strings other than 'key', got {name!r}")
+            raise ValueError(
+                f"init_state: hparams names must be strings other than 'key', got {name!r}"
+            )
         loss_hparams[name] = hparam(value, like)
     return TrainState(
         params,

@@ -128,8 +128,9 @@ def make_sweep_step(
         return new, logs, applied
 
     def vstep_for(states: TrainState) -> Callable:
-        # torch.vmap's pytrees take None (an SgdState without momentum, a state without a key)
-        # for a leaf: map it with in/out dims of None. One compiled function per structure.
+        # torch.vmap's pytrees take None for a leaf. The library's states hold () instead, but a
+        # hand-built or third-party state may hold None: map it with in/out dims of None. One
+        # compiled function per structure.
         spec = tree.structure(states)
         if spec not in compiled:
             dims = pytree.tree_map(lambda x: 0 if isinstance(x, torch.Tensor) else None, states)
@@ -379,7 +380,7 @@ def sweep(
     history: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     stopped: dict[int, str] = {}
     failed: list[dict[str, Any]] = []
-    final_states: list[TrainState | None] = [None] * n
+    final_states: list[TrainState] = []  # chunks run in order, so appending keeps the order
     best_so_far: dict[int, tuple[float, int]] = {}
 
     # Every chunk must see the batches a separate run would see: a loader with epochs (``Loader``)
@@ -487,15 +488,14 @@ def sweep(
                         line += f" · best {select} {v:.4g} (config {i})"
                 stream.write(line + "\n")
                 stream.flush()
-        for j, i in enumerate(members):
-            final_states[i] = tree.map(lambda x, j=j: x[j], stacked)
+        final_states.extend(tree.map(lambda x, j=j: x[j], stacked) for j in range(len(members)))
 
     if first_epoch is not None:
         loader.set_epoch(first_epoch + epochs)  # where a separate run's loader would be now
     return SweepResult(
         configs,
         history,
-        [s for s in final_states if s is not None],
+        final_states,
         stopped,
         failed,
         select,
