@@ -18,22 +18,27 @@ from torch._C._functorch import (
 )
 from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
 
-__all__ = ["differentiating_levels", "inside_transforms", "is_batched"]
+__all__ = ["differentiating_levels", "inside_transforms", "is_batched", "vmap_levels"]
 
 
-def _walk_levels(depth: int) -> int:
+def _walk_levels(depth: int, kinds: tuple) -> int:
     if depth == 0:
         return 0
     interpreter = retrieve_current_functorch_interpreter()
-    here = int(interpreter.key() in (TransformType.Grad, TransformType.Jvp))
+    here = int(interpreter.key() in kinds)
     with interpreter.lower():
-        return here + _walk_levels(depth - 1)
+        return here + _walk_levels(depth - 1, kinds)
 
 
 def differentiating_levels() -> int:
     """How many differentiating ``torch.func`` transforms (grad, vjp, jacrev, jvp, jacfwd) enclose
     this call. Two or more mean a higher-order derivative may be taken through it."""
-    return _walk_levels(get_dynamic_layer_stack_depth())
+    return _walk_levels(get_dynamic_layer_stack_depth(), (TransformType.Grad, TransformType.Jvp))
+
+
+def vmap_levels() -> int:
+    """How many ``torch.vmap`` transforms enclose this call."""
+    return _walk_levels(get_dynamic_layer_stack_depth(), (TransformType.Vmap,))
 
 
 def inside_transforms() -> bool:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .._transforms import differentiating_levels, inside_transforms
+from .._transforms import differentiating_levels, inside_transforms, vmap_levels
 
 __all__ = ["retrieval_loss", "retrieval_scores", "Retrieval"]
 
@@ -170,13 +170,14 @@ def _softmax_stats_op(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``_softmax_stats`` as an op of its own (on detached tensors; it has no autograd).
 
-    It is an op for its vmap rule. Under ``vmap`` (a sweep) the blockwise loop would run on
-    ``[configs, N, rows]`` blocks: on CPU its products become ``bmm`` calls that MKL computes 2-3
-    times slower than one ``mm`` per configuration at these shapes (an inner size of 32), and
-    blocks ``configs`` times larger fall out of cache, so a vmapped train step cost about twice
-    the sequential one per configuration. The rule runs the op once per configuration on CPU
-    when a configuration has at least ``_LOOP_MIN_SCORES`` scores, and batched otherwise and on
-    other devices, where batching is what pays. ``compiled`` (set when
+    It is an op for its vmap rule, and only called under ``vmap`` (elsewhere the statistics trace
+    inline, so a compiled step stays one graph and compiles once). Under ``vmap`` (a sweep) the
+    blockwise loop would run on ``[configs, N, rows]`` blocks: on CPU its products become ``bmm``
+    calls that MKL computes 2-3 times slower than one ``mm`` per configuration at these shapes
+    (an inner size of 32), and blocks ``configs`` times larger fall out of cache, so a vmapped
+    train step cost about twice the sequential one per configuration. The rule runs the op once
+    per configuration on CPU when a configuration has at least ``_LOOP_MIN_SCORES`` scores, and
+    batched otherwise and on other devices, where batching is what pays. ``compiled`` (set when
     the caller is being compiled) runs the statistics through their own compiled function, so
     the fused kernels stay.
     """
@@ -253,7 +254,12 @@ def _fused_loss(
     wd = weight.detach()
     bd = None if bias is None else bias.detach()
     td = None if inv_t is None else inv_t.detach()
-    lse, gc, gq, col = _softmax_stats_op(qd, cd, wd, bd, ids, td, torch.compiler.is_compiling())
+    if vmap_levels():
+        # Under vmap (a sweep) the op's vmap rule decides how to batch the statistics.
+        lse, gc, gq, col = _softmax_stats_op(qd, cd, wd, bd, ids, td, torch.compiler.is_compiling())
+    else:
+        # Otherwise they trace inline, into the caller's one compiled graph: no second compile.
+        lse, gc, gq, col = _stats_tuple(qd, cd, wd, bd, ids, td)
 
     raw_pos = torch.sum(q * c[:b], dim=1)
     pos = raw_pos if inv_t is None else raw_pos * inv_t
