@@ -777,6 +777,36 @@ NOT_FUNCTIONS_OF_TENSORS: dict[str, str] = {
 }
 
 
+# --- cases of other rooms, in sibling files ---------------------------------------------------
+
+# Each part is ``tests/composability_<part>.py`` with its own ``CASES`` and
+# ``NOT_FUNCTIONS_OF_TENSORS``; it imports this module as ``composability_cases`` for ``Case`` and
+# the statuses. One list still: the parts are appended here, in this order, before anything reads
+# ``CASES``.
+PARTS = ("ranking_losses", "ranking_metrics", "ranking_tasks")
+
+
+def _load_part(part: str):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = f"composability_{part}"
+    if name not in sys.modules:
+        path = Path(__file__).with_name(f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+for _part in PARTS:
+    _module = _load_part(_part)
+    CASES += _module.CASES
+    NOT_FUNCTIONS_OF_TENSORS.update(_module.NOT_FUNCTIONS_OF_TENSORS)
+
+
 def markdown_table() -> str:
     """The matrix as a Markdown table, one row per case, then the numbered notes it refers to.
 

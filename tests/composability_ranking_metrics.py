@@ -1,0 +1,6 @@
+"""Composability cases of ranking metrics (a part of ``composability_cases.CASES``)."""
+
+from __future__ import annotations
+
+CASES: list = []
+NOT_FUNCTIONS_OF_TENSORS: dict[str, str] = {}
