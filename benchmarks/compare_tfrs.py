@@ -15,6 +15,15 @@ concurrently), alternating TFRS, torchrs_fn, TFRS, ... for ``--repeats`` rounds.
 reports wall-clock seconds per training epoch (the first includes warm-up: tracing/compilation
 and data caching) and for one pass over the test set; the table shows medians over repeats.
 
+Time to result (issue "first run"): each round runs every program twice, *cold* then *warm*.
+torchrs_fn runs in each ``--torch-modes`` mode: ``auto`` (the default: the step compiles only
+when the run pays it back) and ``on`` (``--compile on``, always compiled). Its cold run gets an
+empty torch.compile cache (a fresh ``TORCHINDUCTOR_CACHE_DIR``), its warm run the cache the cold
+run just filled, as a user's second run would. TensorFlow keeps no compile cache between
+processes, so TFRS's two runs differ only by the operating system's file cache. The second
+table gives, per run, epoch 1, the steady-state epoch (median of epochs 2+) and the whole
+process's wall time (interpreter start to exit, data loading and evaluation included).
+
 Usage (from the repository root)::
 
     benchmarks/setup_tfrs_venv.sh            # once
@@ -75,6 +84,7 @@ TORCH_SCRIPT = REPO_ROOT / "examples" / "movielens_retrieval.py"
 
 TOP_KS = (1, 5, 10, 50, 100)
 FRAMEWORKS = ("tfrs", "torchrs_fn")
+TEMPERATURES = ("cold", "warm")
 REQUIRED_KEYS = (*(f"top_{k}" for k in TOP_KS), "epoch_seconds", "eval_seconds")
 
 
@@ -128,10 +138,10 @@ def tfrs_command(args: argparse.Namespace, tfrs_python: str, split: dict[str, An
     ]  # fmt: skip
 
 
-def torch_command(args: argparse.Namespace) -> list[str]:
+def torch_command(args: argparse.Namespace, mode: str = "auto") -> list[str]:
     cmd = [
         sys.executable, str(args.torch_script),
-        "--json", "--seed", str(args.seed), "--epochs", str(args.epochs),
+        "--json", "--seed", str(args.seed), "--epochs", str(args.epochs), "--compile", mode,
     ]  # fmt: skip
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
@@ -193,6 +203,35 @@ def format_table(summaries: dict[str, dict[str, float | None]]) -> str:
     return "\n".join(lines)
 
 
+def time_to_result_table(runs: dict[str, list[dict[str, Any]]], torch_modes: Sequence[str]) -> str:
+    """Markdown table: epoch 1, steady-state epoch and whole-process seconds, cold and warm.
+
+    Medians over rounds; the last column is TFRS's whole process (same temperature) divided by
+    the row's.
+    """
+    lines = [
+        "| program | caches | epoch 1 s | epoch 2+ s (median) | whole process s "
+        "| TFRS whole / this |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    programs = [("TFRS", "tfrs")] + [
+        (f"torchrs_fn `--compile {mode}`", f"torchrs_fn/{mode}") for mode in torch_modes
+    ]
+    for temperature in TEMPERATURES:
+        tf_whole = _median([r["process_wall_seconds"] for r in runs[f"tfrs/{temperature}"]])
+        for label, key in programs:
+            results = runs[f"{key}/{temperature}"]
+            first = _median([r["epoch_seconds"][0] for r in results])
+            later = _median([s for r in results for s in r["epoch_seconds"][1:]])
+            whole = _median([r["process_wall_seconds"] for r in results])
+            ratio = f"{tf_whole / whole:.2f}×" if tf_whole and whole else "—"
+            later_cell = f"{later:.2f}" if later is not None else "—"
+            lines.append(
+                f"| {label} | {temperature} | {first:.2f} | {later_cell} | {whole:.2f} | {ratio} |"
+            )
+    return "\n".join(lines)
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
@@ -215,7 +254,7 @@ def report(
     summaries: dict[str, dict[str, float | None]],
 ) -> str:
     """The Markdown block printed on stdout."""
-    tf_run = runs["tfrs"][0]
+    tf_run = runs["tfrs/cold"][0]
     commit = git_commit()
     versions = (
         f"- Python {machine['python']}; torch {machine['torch_version']}; "
@@ -235,6 +274,10 @@ def report(
         f"- Command: `{command}`",
         "",
         format_table(summaries),
+        "",
+        f"Time to result (torchrs_fn rows above: `--compile {args.torch_modes[0]}`, warm):",
+        "",
+        time_to_result_table(runs, args.torch_modes),
         "",
         (
             "Times are wall-clock seconds unless marked CPU (user + system seconds of the "
@@ -259,7 +302,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-script", type=Path, default=TORCH_SCRIPT)
     parser.add_argument("--json-out", type=Path, default=None, help="write raw results here")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per program run")
+    parser.add_argument(
+        "--torch-modes",
+        default="auto,on",
+        help="comma-separated --compile modes of the torchrs_fn runs (auto, on, off)",
+    )
     args = parser.parse_args(argv)
+    args.torch_modes = [m for m in args.torch_modes.split(",") if m]
+    if not args.torch_modes or set(args.torch_modes) - {"auto", "on", "off"}:
+        parser.error("--torch-modes takes a comma-separated subset of auto, on, off")
     if args.repeats < 1 or args.epochs < 1:
         parser.error("--repeats and --epochs must be >= 1")
     return args
@@ -272,20 +323,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     tfrs_python = resolve_tf_python(args.tfrs_python, "--tfrs-python")
     machine = machine_info()
 
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in FRAMEWORKS}
+    keys = ["tfrs", *(f"torchrs_fn/{mode}" for mode in args.torch_modes)]
+    runs: dict[str, list[dict[str, Any]]] = {
+        f"{key}/{temperature}": [] for key in keys for temperature in TEMPERATURES
+    }
     with tempfile.TemporaryDirectory(prefix="compare_tfrs_") as tmp:
         split = write_split(args.data_dir, args.seed, Path(tmp))
         log(f"split: {split['rows']}")
         for repeat in range(args.repeats):
             log(f"round {repeat + 1}/{args.repeats}")
-            runs["tfrs"].append(
-                run_json_command(tfrs_command(args, tfrs_python, split), tf_env(), args.timeout)
-            )
-            runs["torchrs_fn"].append(
-                run_json_command(torch_command(args), dict(os.environ), args.timeout)
-            )
+            for temperature in TEMPERATURES:
+                runs[f"tfrs/{temperature}"].append(
+                    run_json_command(tfrs_command(args, tfrs_python, split), tf_env(), args.timeout)
+                )
+            for mode in args.torch_modes:
+                # A fresh, empty compile cache for the cold run; the warm run reuses it.
+                cache = Path(tempfile.mkdtemp(prefix=f"inductor_{mode}_", dir=tmp))
+                env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+                for temperature in TEMPERATURES:
+                    runs[f"torchrs_fn/{mode}/{temperature}"].append(
+                        run_json_command(torch_command(args, mode), env, args.timeout)
+                    )
 
-    summaries = {name: summarize(results) for name, results in runs.items()}
+    # The accuracy/speed table: TFRS's runs against torchrs_fn's first mode, warm.
+    main_runs = {
+        "tfrs": runs["tfrs/cold"] + runs["tfrs/warm"],
+        "torchrs_fn": runs[f"torchrs_fn/{args.torch_modes[0]}/warm"],
+    }
+    summaries = {name: summarize(results) for name, results in main_runs.items()}
     print(report(args, command, date, machine, runs, summaries))
 
     if args.json_out is not None:

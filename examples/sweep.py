@@ -48,6 +48,9 @@ from torchrs_fn.tasks import Retrieval
 DEFAULT_LEARNING_RATES = "0.05,0.1,0.2,0.5"
 DEFAULT_TEMPERATURES = "0.05,0.1,0.5,1.0"
 
+# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it.
+COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
+
 
 class SweepRetrievalModel(rs.Model):
     """The basic retrieval model whose loss reads its temperature from the train state."""
@@ -133,7 +136,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=42, help="seeds the split, the shuffle and the init")
     p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available)")
-    p.add_argument("--no-compile", action="store_true", help="run the steps eagerly")
+    p.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="compile the steps: auto (only when the run pays the compile back), on or off",
+    )
+    p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
     p.add_argument("--json", action="store_true", help="one JSON line per configuration")
     p.add_argument("--plot", default=None, metavar="PATH", help="write a PNG heat map here")
     args = p.parse_args(argv)
@@ -173,7 +182,7 @@ def run(args: argparse.Namespace) -> tuple[train.SweepResult, dict]:
     model = SweepRetrievalModel(
         user_lookup.vocabulary_size(), title_lookup.vocabulary_size(), args.embedding_dim
     )
-    compile_ = not args.no_compile
+    compile_ = COMPILE_CHOICES[args.compile]
 
     # FactorizedTopK over the title of every row of the movies table (1,682 rows).
     candidate_ids = torch.from_numpy(title_lookup(movies["movie_title"].to_numpy())).to(device)

@@ -774,6 +774,8 @@ NOT_FUNCTIONS_OF_TENSORS: dict[str, str] = {
     "train.fit": "host-side loop around a step (the step is checked)",
     "train.evaluate": "host-side loop around an eval step (the step is checked)",
     "train.ProgressBar": "a host-side progress display",
+    "train.AutoCompile": "host-side wrapper choosing eager or compiled (under a transform it is the "
+    "step it wraps, which is checked)",
 }
 
 

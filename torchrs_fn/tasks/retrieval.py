@@ -23,12 +23,14 @@ materialised formulation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from .._transforms import differentiating_levels, inside_transforms, vmap_levels
+from ..metrics.retrieval import DEFAULT_KS, factorized_top_k
 
 __all__ = ["retrieval_loss", "retrieval_scores", "Retrieval"]
 
@@ -392,8 +394,9 @@ class Retrieval(nn.Module):
     """TFRS ``tfrs.tasks.Retrieval`` as a parameter-free module: ``task(query, candidate) -> loss``.
 
     The metrics of TFRS's task (``FactorizedTopK``) are computed at evaluation time by
-    ``torchrs_fn.metrics.factorized_top_k``, not inside the training loss (TFRS users usually turn
-    them off during training for speed: ``compute_metrics=not training``).
+    ``metrics(...)`` (``torchrs_fn.metrics.factorized_top_k``), not inside the training loss (TFRS
+    users usually turn them off during training for speed: ``compute_metrics=not training``).
+    It is a ``tasks.Task``: ``loss`` is ``forward``, so it composes in a ``MultiTask``.
     """
 
     def __init__(
@@ -439,3 +442,35 @@ class Retrieval(nn.Module):
             fused=self.fused,
             **kwargs,
         )
+
+    def loss(
+        self,
+        query_embeddings: torch.Tensor,
+        candidate_embeddings: torch.Tensor,
+        sample_weight: torch.Tensor | None = None,
+        candidate_sampling_probability: torch.Tensor | None = None,
+        candidate_ids: torch.Tensor | None = None,
+        temperature: float | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The loss (``forward``): the ``Task`` interface's name for it."""
+        return self(
+            query_embeddings,
+            candidate_embeddings,
+            sample_weight,
+            candidate_sampling_probability,
+            candidate_ids,
+            temperature,
+        )
+
+    def metrics(
+        self,
+        query_embeddings: torch.Tensor,
+        candidate_embeddings: torch.Tensor,
+        positive_indices: torch.Tensor,
+        *,
+        ks: Sequence[int] = DEFAULT_KS,
+    ) -> dict[str, torch.Tensor]:
+        """FactorizedTopK: ``[B, D]`` queries against all ``[N, D]`` candidates, each query's
+        positive at row ``positive_indices [B]`` -> ``{"top_k": [B] hits}`` (see
+        ``metrics.factorized_top_k``)."""
+        return factorized_top_k(query_embeddings, candidate_embeddings, positive_indices, ks=ks)

@@ -1,5 +1,6 @@
 """Training: compiled train/eval steps, the ``fit`` / ``evaluate`` loops and vmapped ``sweep``s."""
 
+from .autocompile import AutoCompile
 from .loop import ProgressBar, evaluate, fit
 from .step import TrainState, init_state, make_eval_step, make_train_step, step_hparams
 from .sweeps import SweepResult, make_sweep_step, stack_states, sweep
@@ -9,6 +10,7 @@ __all__ = [
     "init_state",
     "make_train_step",
     "make_eval_step",
+    "AutoCompile",
     "fit",
     "evaluate",
     "ProgressBar",

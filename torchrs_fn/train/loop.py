@@ -115,6 +115,8 @@ def fit(
     stream = stream if stream is not None else sys.stderr
     history: list[dict[str, Any]] = []
     total = len(loader) if hasattr(loader, "__len__") else None
+    if total is not None and hasattr(step, "plan"):
+        step.plan(epochs * total)  # an AutoCompile step compiles only if the run pays it back
     for epoch in range(1, epochs + 1):
         bar = ProgressBar(total, f"epoch {epoch}/{epochs}", stream) if verbose else None
         sums: dict[str, MeanState] = {}

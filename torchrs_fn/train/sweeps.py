@@ -107,7 +107,7 @@ def make_sweep_step(
     loss: Callable[..., Any] | nn.Module,
     optimizer: GradientTransformation,
     *,
-    compile: bool | dict = True,
+    compile: bool | str | dict = True,
 ) -> Callable[[TrainState, torch.Tensor, Batch], tuple[TrainState, Logs, torch.Tensor]]:
     """Build ``sweep_step(states, active, batch) -> (states, logs, applied)`` over stacked states.
 
@@ -287,7 +287,7 @@ def sweep(
     patience: int | None = None,
     stop_fn: Callable[[int, list[dict[str, Any]]], bool] | None = None,
     memory_budget: int | None = None,
-    compile: bool | dict = True,
+    compile: bool | str | dict = True,
     verbose: bool = True,
     stream: TextIO | None = None,
 ) -> SweepResult:
