@@ -1,5 +1,17 @@
-"""Building blocks as module definitions (embeddings; MLP, cross layers and interactions to come)."""
+"""Building blocks as module definitions: embeddings, MLP, cross layers and feature interactions."""
 
+from .dcn import Cross, MultiLayerDCN, keras_initializer
 from .embedding import BagEmbedding, Embedding, HashedEmbedding
+from .interaction import DotInteraction
+from .mlp import MLP
 
-__all__ = ["BagEmbedding", "Embedding", "HashedEmbedding"]
+__all__ = [
+    "BagEmbedding",
+    "Embedding",
+    "HashedEmbedding",
+    "MLP",
+    "Cross",
+    "MultiLayerDCN",
+    "DotInteraction",
+    "keras_initializer",
+]

@@ -1,6 +1,28 @@
-"""Pure metric functions and mergeable accumulators."""
+"""Pure metric functions and mergeable accumulators: retrieval (FactorizedTopK) and ranking
+(Keras's pointwise metrics, TF-Ranking's list metrics)."""
 
 from .aggregate import MeanState, mean_init, mean_merge, mean_result, mean_update
+from .ranking import (
+    AUCState,
+    MetricTerms,
+    RootMeanTerms,
+    auc,
+    auc_init,
+    auc_merge,
+    auc_result,
+    auc_update,
+    binary_accuracy,
+    dcg,
+    log_loss,
+    mae,
+    mean_average_precision,
+    mrr,
+    ndcg,
+    ordered_pair_accuracy,
+    precision,
+    recall,
+    rmse,
+)
 from .retrieval import (
     DEFAULT_KS,
     candidate_rows,
@@ -20,4 +42,23 @@ __all__ = [
     "mean_update",
     "mean_merge",
     "mean_result",
+    "MetricTerms",
+    "RootMeanTerms",
+    "rmse",
+    "mae",
+    "binary_accuracy",
+    "log_loss",
+    "auc",
+    "AUCState",
+    "auc_init",
+    "auc_update",
+    "auc_merge",
+    "auc_result",
+    "ndcg",
+    "dcg",
+    "mrr",
+    "mean_average_precision",
+    "precision",
+    "recall",
+    "ordered_pair_accuracy",
 ]

@@ -155,28 +155,49 @@ def fit(
 
 
 def evaluate(
-    eval_step: Callable[..., dict[str, torch.Tensor]],
+    eval_step: Callable[..., dict[str, Any]],
     params: Any,
     loader: Iterable,
     *context: Any,
     verbose: bool = False,
     stream: TextIO | None = None,
 ) -> dict[str, float]:
-    """Run ``eval_step(params, batch, *context)`` over ``loader`` and average what it returns.
+    """Run ``eval_step(params, batch, *context)`` over ``loader`` and accumulate what it returns.
 
-    ``[B]``-shaped values are averaged over examples; 0-d values over batches, weighted by batch
-    size. Returns ``{name: float}``.
+    Each value is accumulated over the whole loader exactly, by its kind:
+
+    - a ``[B]`` tensor: averaged over examples; a 0-d tensor: averaged over batches, weighted by
+      batch size (as Keras reports a loss);
+    - ``metrics.MetricTerms(values, weights)`` (a ranking metric with ``reduction="none"``, or
+      ``Ranking.metrics``): the weighted mean of all values; ``metrics.RootMeanTerms`` (RMSE):
+      the square root of that mean;
+    - ``metrics.AUCState`` (a batch's examples): the exact AUC of all examples.
+
+    Returns ``{name: float}``.
     """
+    from ..metrics.ranking import AUCState, MetricTerms, RootMeanTerms, auc_merge, auc_result
+
     bar = (
         ProgressBar(len(loader) if hasattr(loader, "__len__") else None, "eval", stream)
         if verbose
         else None
     )
-    sums: dict[str, MeanState] = {}
+    sums: dict[str, Any] = {}
+    roots: set[str] = set()
     for batch in loader:
         out = eval_step(params, batch, *context)
         size = _batch_size(batch)
         for k, v in out.items():
+            if isinstance(v, AUCState):
+                v = AUCState(*(x.detach() for x in v))
+                sums[k] = v if k not in sums else auc_merge(sums[k], v)
+                continue
+            if isinstance(v, MetricTerms):
+                if isinstance(v, RootMeanTerms):
+                    roots.add(k)
+                values, weights = v.values.detach(), v.weights.detach()
+                sums[k] = mean_update(sums.get(k) or mean_init(values.device), values, weights)
+                continue
             v = v.detach()
             if v.ndim == 0:
                 sums[k] = mean_update(sums.get(k) or mean_init(v.device), v, float(size))
@@ -184,7 +205,8 @@ def evaluate(
                 sums[k] = mean_update(sums.get(k) or mean_init(v.device), v)
             else:
                 raise ValueError(
-                    f"evaluate: value {k!r} has shape {tuple(v.shape)}; expected a scalar or [{size}]"
+                    f"evaluate: value {k!r} has shape {tuple(v.shape)}; expected a scalar or "
+                    f"[{size}], MetricTerms or an AUCState"
                 )
         if bar is not None:
             bar.update(1)
@@ -192,4 +214,10 @@ def evaluate(
         bar.close()
     if not sums:
         raise ValueError("evaluate: the loader yielded no batch")
-    return {k: mean_result(s) for k, s in sums.items()}
+    results = {}
+    for k, s in sums.items():
+        if isinstance(s, AUCState):
+            results[k] = auc_result(s)
+        else:
+            results[k] = math.sqrt(mean_result(s)) if k in roots else mean_result(s)
+    return results
