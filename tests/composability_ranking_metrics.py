@@ -262,9 +262,7 @@ def _accuracy_term(p, y, threshold=0.5, from_logits=False):
     return torch.tensor(1.0 if predicted == _num(y) else 0.0, dtype=_F64)
 
 
-ref_rmse = _ref_pointwise(
-    lambda p, y: (p - y) * (p - y), finish=_sqrt, terms_type=RootMeanTerms
-)
+ref_rmse = _ref_pointwise(lambda p, y: (p - y) * (p - y), finish=_sqrt, terms_type=RootMeanTerms)
 ref_mae = _ref_pointwise(lambda p, y: p - y if _num(p) >= _num(y) else y - p)
 ref_log_loss = _ref_pointwise(_log_loss_term)
 ref_binary_accuracy = _ref_pointwise(_accuracy_term)
