@@ -1255,8 +1255,9 @@ class Ranking(torch.nn.Module):
     ) -> dict[str, Any]:
         """``{name: terms}`` per metric, for ``train.evaluate`` to accumulate exactly.
 
-        Pointwise metrics take ``[B]`` / ``[B, 1]`` inputs, list metrics ``[B, L]`` lists (with
-        ``mask``). For a batch's own value use the functions of ``torchrs_fn.metrics``.
+        List metrics take ``[B, L]`` lists (with ``mask``); pointwise metrics take ``[B]`` /
+        ``[B, 1]`` inputs, or ``[B, L]`` lists whose every item counts (as Keras metrics
+        flatten them). For a batch's own value use the functions of ``torchrs_fn.metrics``.
         """
         from .. import metrics as m  # tasks may import metrics (the design's downward order)
 
@@ -1268,7 +1269,11 @@ class Ranking(torch.nn.Module):
                     kwargs["topn"] = cut
                 out[name] = getattr(m, base)(predictions, labels, reduction="none", **kwargs)
                 continue
-            p, y, w = self._pointwise(labels, predictions, sample_weight)
+            if predictions.ndim == 2 and predictions.shape[1] > 1:
+                # Lists [B, L]: pointwise metrics over every item (as Keras metrics flatten).
+                p, y, w = predictions, labels.to(predictions.dtype), sample_weight
+            else:
+                p, y, w = self._pointwise(labels, predictions, sample_weight)
             if base == "auc":
                 scores = torch.sigmoid(p) if self.from_logits else p
                 out[name] = m.auc_update(m.auc_init(p.device), scores, y, w)
