@@ -177,3 +177,21 @@ def test_auto_with_the_real_compiler_agrees_with_eager(monkeypatch):
     eager = train.make_train_step(loss_fn, opt, compile=False)
     ref, _ = train.fit(eager, train.init_state(params, opt), batches, epochs=2, verbose=False)
     assert torch.allclose(state.params["w"], ref.params["w"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_step_slowed_by_other_work_does_not_trigger_a_compile():
+    # A 30-step run whose steps take 0.15 s, one of them slowed to 5 s by a busy machine: the
+    # saving is judged on the fastest step, so the run stays eager (a mean would compile).
+    clock = FakeClock()
+    durations = iter([0.15, 0.15, 5.0] + [0.15] * 27)
+    compiles = []
+
+    def fn(x):
+        clock.now += next(durations)
+        return x
+
+    auto = AutoCompile(fn, clock=clock, compiler=lambda f, o: compiles.append(1) or f)
+    auto.plan(30)
+    for _ in range(30):
+        auto(torch.ones(2))
+    assert not compiles and auto.eager_step_seconds == pytest.approx(0.15)

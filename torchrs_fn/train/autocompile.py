@@ -7,6 +7,8 @@ the steps still to come would save more time than the compile costs:
 
     remaining_steps * eager_step_seconds * (1 - 1 / ASSUMED_SPEEDUP) > COMPILE_SECONDS
 
+with the fastest eager step seen so far (a step slowed by other work on a shared machine does not
+make compiling look better than it is).
 ``train.fit`` tells the step how many steps the run has (``plan``). When nobody does, it compiles
 once the time it could already have saved reaches the compile cost (the ski-rental rule: never
 more than twice the cost of the best choice made in hindsight).
@@ -95,7 +97,7 @@ class AutoCompile:
         self.compiled: Callable[..., Any] | None = None
         self.compiled_signature: tuple | None = None
         self._last_signature: tuple | None = None
-        self._timed_seconds = 0.0
+        self._fastest = float("inf")
         self._timed_steps = 0
         self._calls = 0
         self.status = "eager: measuring the step"
@@ -108,8 +110,14 @@ class AutoCompile:
 
     @property
     def eager_step_seconds(self) -> float | None:
-        """The mean time of the timed eager steps (the first call, a warm-up, is not timed)."""
-        return self._timed_seconds / self._timed_steps if self._timed_steps else None
+        """The fastest timed eager step (the first call, a warm-up, is not timed).
+
+        The fastest, not the mean: on a shared machine a step slowed by other work would inflate
+        the saving a compile promises, while the compile itself would slow down as much.
+        Underestimating the saving errs towards staying eager, the choice that costs nothing up
+        front.
+        """
+        return self._fastest if self._timed_steps else None
 
     def __call__(self, *args: Any) -> Any:
         if torch.compiler.is_compiling() or inside_transforms():
@@ -127,7 +135,7 @@ class AutoCompile:
         same_shape = signature == self._last_signature
         self._last_signature = signature
         if self._calls > 1 and same_shape:
-            self._timed_seconds += elapsed
+            self._fastest = min(self._fastest, elapsed)
             self._timed_steps += 1
             self._decide(signature)
         return out
