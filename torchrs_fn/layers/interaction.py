@@ -77,7 +77,9 @@ class DotInteraction(nn.Module):
             keep = torch.ones(f, f, dtype=torch.bool, device=x.device).tril(offset)
             return torch.where(keep, z, torch.zeros_like(z)).flatten(-2)
         rows, cols = torch.tril_indices(f, f, offset, device=x.device)
-        return z.flatten(-2).index_select(-1, rows * f + cols)
+        # Advanced indexing, not index_select: torch 2.13 compiles vmap(grad(index_select)) into
+        # a gradient multiplied by the vmap batch size (a compiled sweep would train wrong).
+        return z.flatten(-2)[..., rows * f + cols]
 
     def extra_repr(self) -> str:
         return f"self_interaction={self.self_interaction}, skip_gather={self.skip_gather}"

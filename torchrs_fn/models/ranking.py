@@ -258,7 +258,8 @@ class DLRM(nn.Module):
             for i, table in enumerate(self.embeddings.values())
         ]
         if self.interaction_kind == "dot":
-            z = self.interaction(torch.stack([*embedded, bottom], dim=-2))
+            x = torch.stack([*embedded, bottom], dim=-2)
+            z = self.interaction(x)
         elif self.interaction_kind == "cross":
             z = self.interaction(torch.cat([*embedded, bottom], dim=-1))
         else:
