@@ -160,3 +160,34 @@ def test_bf16_precision_keeps_float32_master_weights_and_tracks_fp32():
     assert not torch.equal(states["bf16"].params["w"], states["fp32"].params["w"])
     with pytest.raises(ValueError, match="precision must be one of"):
         train.make_train_step(loss_fn, opt, precision="fp16")
+
+
+def test_eager_step_uses_plain_autograd_with_the_same_result_as_torch_func():
+    # Outside transforms the eager step takes its gradient with torch.autograd (no Dynamo import,
+    # less overhead); under vmap it uses torch.func. Both must give the same new state.
+    g = torch.Generator().manual_seed(0)
+    params = {"w": torch.randn(5, 3, generator=g), "unused": torch.randn(2, generator=g)}
+    batch = {"x": torch.randn(8, 5, generator=g), "y": torch.randn(8, 3, generator=g)}
+
+    def loss_fn(p, b):
+        err = b["x"] @ p["w"] - b["y"]
+        return (err**2).mean(), {"max_err": err.abs().max()}
+
+    opt = optim.adam(0.1)
+    step = train.make_train_step(loss_fn, opt, compile=False)
+    state = train.init_state(params, opt)
+    new, logs = step(state, batch)
+    assert not logs["loss"].requires_grad and not logs["max_err"].requires_grad
+    assert not any(x.requires_grad for x in tree.leaves(new))
+    stacked = tree.stack([state])
+    new_v, logs_v = torch.vmap(step, in_dims=(0, None))(stacked, batch)
+    assert tree.allclose(tree.map(lambda x: x[0], new_v), new, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(logs_v["loss"][0], logs["loss"])
+    # The unused parameter gets a zero gradient, hence Adam leaves it unchanged.
+    assert torch.equal(new.params["unused"], params["unused"])
+    # A state whose leaves require grad (an outer autograd derivative) keeps its graph.
+    lr = torch.tensor(0.1, requires_grad=True)
+    hyper = state._replace(opt_state=optim.set_hparams(state.opt_state, {"learning_rate": lr}))
+    out, _ = step(hyper, batch)
+    (d_lr,) = torch.autograd.grad(out.params["w"].sum(), lr)
+    assert d_lr.abs() > 0

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .. import random, tree
-from .._transforms import differentiating_levels
+from .._transforms import differentiating_levels, inside_transforms
 from ..models.base import Params, loss_fn_of
 from ..optim.base import GradientTransformation, apply_updates, hparam
 from .autocompile import AutoCompile
@@ -189,6 +189,44 @@ def _check_precision(precision: str, name: str) -> None:
         raise ValueError(f"{name}: precision must be one of {PRECISIONS}, got {precision!r}")
 
 
+def _plain_autograd_applies(state: TrainState, batch: Batch) -> bool:
+    """Whether the eager step may take its gradient with plain ``torch.autograd``.
+
+    Outside every transform, with nothing in the state or batch already recording a graph, plain
+    autograd gives the gradient ``torch.func.grad_and_value`` gives, without its per-call
+    overhead and without importing Dynamo (``torch.func``'s backward imports it, about 1 s on a
+    small CPU, which a short eager run would pay for nothing). Traced by ``torch.compile``,
+    under an outer ``torch.func`` transform or with leaves that require grad (an outer
+    ``torch.autograd`` derivative through the step), the step uses ``torch.func``.
+    """
+    if torch.compiler.is_compiling() or inside_transforms() or not torch.is_grad_enabled():
+        return False
+    return not any(
+        isinstance(x, torch.Tensor) and x.requires_grad for x in tree.leaves((state, batch))
+    )
+
+
+def _autograd_grad_and_value(
+    fn: Callable[..., tuple[torch.Tensor, Logs]], params: Params, batch: Batch, hp: dict
+) -> tuple[Params, tuple[torch.Tensor, Logs]]:
+    """``torch.func.grad_and_value(fn, has_aux=True)(params, batch, hp)`` with plain autograd
+    (for ``_plain_autograd_applies``): gradients of unused parameters are zeros, values are
+    detached, as ``torch.func`` returns them."""
+    leaves, spec = tree.leaves(params), tree.structure(params)
+    diff = [isinstance(x, torch.Tensor) and x.is_floating_point() for x in leaves]
+    inputs = [x.detach().requires_grad_() if d else x for x, d in zip(leaves, diff)]
+    loss_value, aux = fn(tree.unflatten(spec, inputs), batch, hp)
+    wrt = [x for x, d in zip(inputs, diff) if d]
+    grads = iter(
+        torch.autograd.grad(loss_value, wrt, allow_unused=True, materialize_grads=True)
+        if wrt
+        else ()
+    )
+    flat = [next(grads) if d else torch.zeros_like(x) for x, d in zip(leaves, diff)]
+    detached = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in aux.items()}
+    return tree.unflatten(spec, flat), (loss_value.detach(), detached)
+
+
 def make_train_step(
     loss: Callable[[Params, Batch], Any] | nn.Module,
     optimizer: GradientTransformation,
@@ -243,7 +281,12 @@ def make_train_step(
                 "does not take them: define loss_fn(params, batch, hparams) (or "
                 "compute_loss(batch, training, hparams) on a Model)"
             )
-        grads, (loss_value, aux) = grad_fn(state.params, batch, step_hparams(state))
+        if _plain_autograd_applies(state, batch):
+            grads, (loss_value, aux) = _autograd_grad_and_value(
+                with_aux, state.params, batch, step_hparams(state)
+            )
+        else:
+            grads, (loss_value, aux) = grad_fn(state.params, batch, step_hparams(state))
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = apply_updates(state.params, updates)
         # Not detached: under an outer torch.func transform a logged value keeps its derivative
