@@ -221,8 +221,8 @@ class MultiLayerDCN(nn.Module):
     Args:
         in_features: ``d``.
         num_layers: the number of cross layers ``L`` (default 3, as in TFRS).
-        projection_dim, diag_scale, use_bias, preactivation, kernel_initializer,
-            bias_initializer: as for ``Cross``, shared by every layer.
+        projection_dim: as for ``Cross``, shared by every layer; so are ``diag_scale``,
+            ``use_bias``, ``preactivation``, ``kernel_initializer`` and ``bias_initializer``.
     """
 
     def __init__(

@@ -210,7 +210,8 @@ def rmse(
     """Root mean squared error, Keras ``RootMeanSquaredError``: ``sqrt(mean(w (p - y)^2))``.
 
     Args:
-        predictions, labels: any one shape (flattened).
+        predictions: any shape (flattened).
+        labels: the shape of ``predictions``.
         weights: the shape of ``predictions`` or a prefix of it; ``None``: all 1.
         reduction: ``"mean"``: 0-d; ``"none"``: ``RootMeanTerms`` of the ``[N]`` *squared* errors
             and weights (accumulate them, then take the square root of the mean).
@@ -728,8 +729,7 @@ def ordered_pair_accuracy(
     weights, so the mean over lists is the weighted share over all pairs of all lists, and a list
     without an ordered pair weighs 0. There is no cut-off (TF-Ranking's has none). O(B L^2).
 
-    Args:
-        scores, labels, mask, weights, reduction: as ``ndcg``.
+    Arguments as for ``ndcg`` (without ``topn``).
     """
     fn = "ordered_pair_accuracy"
     lists = _lists(fn, scores, labels, mask, weights, None, reduction)

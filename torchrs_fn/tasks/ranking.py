@@ -461,7 +461,7 @@ def sigmoid_cross_entropy_loss(
     Args:
         scores: ``[B, L]``, or ``[B]`` (each item its own list).
         labels: the shape of ``scores``; negative is padding.
-        mask, weights, reduction: as ``mean_squared_loss``.
+        mask: as for ``mean_squared_loss``; so are ``weights`` and ``reduction``.
         temperature: divides the scores (TF-Ranking's ``SigmoidCrossEntropyLoss`` temperature,
             default 1); a number or a 0-d tensor.
 
