@@ -574,7 +574,7 @@ def check_targets(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[tuple
             checks.append(
                 (
                     f"{tutorial}/{name}: steady-state epoch ≥ {target}× faster than TFRS",
-                    f"{ratio:.2f}×" if ratio is not None else "—",
+                    f"{ratio:.3f}×" if ratio is not None else "—",
                     ratio is not None and ratio >= target,
                 )
             )
