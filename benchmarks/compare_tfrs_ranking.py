@@ -711,7 +711,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tutorials",
         type=_comma_list(TUTORIALS),
-        default=list(TUTORIALS),
+        default=",".join(TUTORIALS),
         help=f"comma-separated subset of {','.join(TUTORIALS)}",
     )
     parser.add_argument("--seed", type=int, default=42)
@@ -727,7 +727,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--listwise-losses",
         type=_comma_list(("mean_squared", "pairwise_hinge", "list_mle")),
-        default=list(TFRS_LISTWISE_LOSSES),
+        default=",".join(TFRS_LISTWISE_LOSSES),
         help="comma-separated listwise losses (those both sides have)",
     )
     parser.add_argument(
