@@ -18,7 +18,13 @@ from torch._C._functorch import (
 )
 from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
 
-__all__ = ["differentiating_levels", "inside_transforms", "is_batched", "vmap_levels"]
+__all__ = [
+    "differentiating_levels",
+    "host_checks_allowed",
+    "inside_transforms",
+    "is_batched",
+    "vmap_levels",
+]
 
 
 def _walk_levels(depth: int, kinds: tuple) -> int:
@@ -54,3 +60,12 @@ def is_batched(t: torch.Tensor) -> bool:
             return True
         t = get_unwrapped(t)
     return False
+
+
+def host_checks_allowed(*tensors: torch.Tensor | None) -> bool:
+    """Whether a value check that reads ``tensors`` on the host may run: not while
+    ``torch.compile`` traces (it would break the graph) and not on a ``vmap``-batched tensor
+    (its values are not one example's). ``None`` entries are skipped."""
+    if torch.compiler.is_compiling():
+        return False
+    return not any(t is not None and is_batched(t) for t in tensors)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._transforms import is_batched
+from .._transforms import host_checks_allowed
 
 __all__ = ["BagEmbedding", "Embedding", "HashedEmbedding"]
 
@@ -28,7 +28,7 @@ def _check_ids(ids: torch.Tensor, name: str, size: int, hint: str) -> None:
     check never adds a graph break."""
     if ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex():
         raise TypeError(f"{name}: ids must be integers, got {ids.dtype}")
-    if not torch.compiler.is_compiling() and ids.numel() and not is_batched(ids):
+    if ids.numel() and host_checks_allowed(ids):
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= size:
             raise IndexError(

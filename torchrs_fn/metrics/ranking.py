@@ -56,7 +56,7 @@ from typing import Literal, NamedTuple
 
 import torch
 
-from .._transforms import is_batched
+from .._transforms import host_checks_allowed
 
 __all__ = [
     "MetricTerms",
@@ -103,17 +103,10 @@ class RootMeanTerms(MetricTerms):
 # --- checks ------------------------------------------------------------------------------------
 
 
-def _eager(*tensors: torch.Tensor | None) -> bool:
-    """Whether host-side value checks may run: not while compiling, no vmap-batched tensor."""
-    if torch.compiler.is_compiling():
-        return False
-    return not any(is_batched(t) for t in tensors if t is not None)
-
-
 def _raise_if(bad: Callable[[], torch.Tensor], message: str, *tensors: torch.Tensor | None) -> None:
     """Raise ``ValueError(message)`` if ``bad()`` (a bool tensor of ``tensors``) is anywhere true;
     only eagerly: the values are read on the host."""
-    if _eager(*tensors) and bool(bad().any()):
+    if host_checks_allowed(*tensors) and bool(bad().any()):
         raise ValueError(message)
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._transforms import is_batched
+from .._transforms import host_checks_allowed
 from ..layers.dcn import Cross, MultiLayerDCN
 from ..layers.embedding import Embedding
 from ..layers.interaction import DotInteraction
@@ -209,7 +209,7 @@ class DLRM(nn.Module):
         if ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex():
             raise TypeError(f"DLRM: sparse ids must be integers, got {ids.dtype}")
         # Eager only (as in layers.Embedding): compiled, each lookup asserts its own bounds.
-        if not torch.compiler.is_compiling() and ids.numel() and not is_batched(ids):
+        if ids.numel() and host_checks_allowed(ids):
             vocab = torch.tensor(self.vocab_sizes, device=ids.device)
             bad = ((ids < 0) | (ids >= vocab)).reshape(-1, f).any(0)
             if bool(bad.any()):

@@ -59,7 +59,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 
 from .. import random as _random
-from .._transforms import is_batched
+from .._transforms import host_checks_allowed
 
 __all__ = [
     "Ranking",
@@ -165,13 +165,6 @@ class _Lists(NamedTuple):
     squeeze: bool  # the input was the 1-D pointwise form
 
 
-def _host_checks(*tensors: torch.Tensor | None) -> bool:
-    """Value checks need a host sync: only eagerly, never compiled or under vmap."""
-    if torch.compiler.is_compiling():
-        return False
-    return not any(t is not None and is_batched(t) for t in tensors)
-
-
 def _check_hparam(
     name: str,
     arg: str,
@@ -187,7 +180,7 @@ def _check_hparam(
                 f"{name}: {arg} must be a number or a 0-d real tensor, got a "
                 f"{value.dtype} tensor of shape {tuple(value.shape)}"
             )
-        if not _host_checks(value):
+        if not host_checks_allowed(value):
             return
         number = float(value.detach())
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -267,7 +260,7 @@ def _prepare(
     valid = labels >= 0  # NaN labels compare false: padding, as in TF-Ranking
     if mask is not None:
         valid = valid & mask
-    if _host_checks(scores, labels, mask, weights):
+    if host_checks_allowed(scores, labels, mask, weights):
         nan_labels = torch.isnan(labels)
         _check_nan(name, "labels", nan_labels if mask is None else nan_labels & mask)
         _check_nan(name, "scores", torch.isnan(scores) & valid)
@@ -1229,7 +1222,7 @@ class Ranking(torch.nn.Module):
                 f"Ranking: mask applies to list losses; {self.loss_fn!r} counts every example"
             )
         p, y, w = self._pointwise(labels, predictions, sample_weight)
-        if _host_checks(p, y, w):
+        if host_checks_allowed(p, y, w):
             for arg, x in (("predictions", p), ("labels", y)):
                 _check_nan("Ranking", arg, torch.isnan(x))
         per_example = _keras_pointwise(self.loss_fn, p, y, self.from_logits)

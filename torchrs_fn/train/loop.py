@@ -16,6 +16,7 @@ import torch
 
 from .. import tree
 from ..metrics.aggregate import MeanState, mean_init, mean_result, mean_update
+from ..metrics.ranking import AUCState, MetricTerms, RootMeanTerms, auc_merge, auc_result
 from .step import TrainState
 
 __all__ = ["fit", "evaluate", "ProgressBar"]
@@ -175,8 +176,6 @@ def evaluate(
 
     Returns ``{name: float}``.
     """
-    from ..metrics.ranking import AUCState, MetricTerms, RootMeanTerms, auc_merge, auc_result
-
     bar = (
         ProgressBar(len(loader) if hasattr(loader, "__len__") else None, "eval", stream)
         if verbose
