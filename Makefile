@@ -9,6 +9,11 @@ TORCH_VERSION ?= 2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DOCS_STAMP := $(VENV)/.installed-docs
+ANN_STAMP := $(VENV)/.installed-ann
+# The approximate-index back ends (optional extras) publish Linux x86-64 wheels: the tests of
+# their wrappers run where those install and skip, saying why, elsewhere.
+comma := ,
+ANN_EXTRAS := $(if $(filter Linux-x86_64,$(shell uname -s)-$(shell uname -m)),faiss$(comma)scann,)
 ARGS ?=
 
 .PHONY: example test lint docs bench setup
@@ -29,7 +34,11 @@ example: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-test: lint
+$(ANN_STAMP): $(STAMP)
+	$(if $(ANN_EXTRAS),$(PY) -m pip install --quiet -e ".[$(ANN_EXTRAS)]",true)
+	touch $@
+
+test: lint $(ANN_STAMP)
 	$(PY) -m pytest $(ARGS)
 
 $(DOCS_STAMP): $(STAMP)

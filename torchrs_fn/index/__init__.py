@@ -1,5 +1,16 @@
-"""Top-k retrieval indexes."""
+"""Top-k retrieval indexes: exact (``BruteForce``, ``Streaming``) and approximate (``ScaNN``,
+``Faiss``, optional extras) behind one interface."""
 
-from .brute_force import BruteForce, brute_force_top_k
+from .approximate import ApproximateIndex, Faiss, ScaNN
+from .brute_force import BruteForce, TopKMerger, brute_force_top_k
+from .streaming import Streaming
 
-__all__ = ["BruteForce", "brute_force_top_k"]
+__all__ = [
+    "ApproximateIndex",
+    "BruteForce",
+    "Faiss",
+    "ScaNN",
+    "Streaming",
+    "TopKMerger",
+    "brute_force_top_k",
+]
