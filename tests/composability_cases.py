@@ -172,6 +172,21 @@ def ref_row_losses(q, c, sample_weight=None, temperature=None, sampling_probabil
     return torch.stack(losses)
 
 
+def ref_row_losses_hard_negatives(q, c, k, sample_weight, temperature, sampling_probability, ids):
+    """``[B]``: like ``ref_row_losses``, each row's softmax over its positive and the k largest of
+    its other (non-accidental-hit) columns, found by sorting. TFRS would fill a row with fewer than
+    k such columns with masked hits, which add exactly 0: the same value and gradient."""
+    losses = []
+    for i in range(q.shape[0]):
+        logits = c @ q[i] / temperature - torch.log(sampling_probability)
+        values = [float(v) for v in logits.detach()]
+        others = [j for j in range(c.shape[0]) if j != i and bool(ids[j] != ids[i])]
+        hardest = sorted(others, key=lambda j: -values[j])[:k]
+        kept = logits[[i, *hardest]]
+        losses.append((torch.logsumexp(kept, dim=0) - kept[0]) * sample_weight[i])
+    return torch.stack(losses)
+
+
 def ref_scores(q, c, temperature=None, sampling_probability=None, ids=None):
     """``[B, N]`` scores entry by entry, with TFRS's mask value on accidental hits."""
     b, n = q.shape[0], c.shape[0]
@@ -273,6 +288,22 @@ def _retrieval_all_options(fused: bool) -> Case:
         hparam_argnums=(3,),
         hparam_values=_temperatures,
     )
+
+
+def _retrieval_hard_negatives(q, c, w, t, p, ids):
+    return retrieval_loss(
+        q,
+        c,
+        sample_weight=w,
+        temperature=t,
+        candidate_sampling_probability=p,
+        candidate_ids=ids,
+        num_hard_negatives=5,
+    )
+
+
+def _retrieval_hard_negatives_reference(q, c, w, t, p, ids):
+    return ref_row_losses_hard_negatives(q, c, 5, w, t, p, ids).sum()
 
 
 def _retrieval_defaults(q, c):
@@ -583,6 +614,17 @@ CASES: list[Case] = [
     _retrieval_reduction("mean"),
     _retrieval_reduction("none"),
     Case(
+        name="tasks.retrieval_loss",
+        variant="num_hard_negatives=5, all options, tensor temperature",
+        kind="loss",
+        make_inputs=_retrieval_inputs,
+        fn=_retrieval_hard_negatives,
+        reference=_retrieval_hard_negatives_reference,
+        grad_argnums=(0, 1, 2, 3, 4),
+        hparam_argnums=(3,),
+        hparam_values=_temperatures,
+    ),
+    Case(
         name="tasks.retrieval_scores",
         variant="temperature, sampling probability, accidental hits",
         kind="loss",
@@ -785,7 +827,13 @@ NOT_FUNCTIONS_OF_TENSORS: dict[str, str] = {
 # ``NOT_FUNCTIONS_OF_TENSORS``; it imports this module as ``composability_cases`` for ``Case`` and
 # the statuses. One list still: the parts are appended here, in this order, before anything reads
 # ``CASES``.
-PARTS = ("ranking_losses", "ranking_metrics", "ranking_tasks")
+PARTS = (
+    "ranking_losses",
+    "ranking_metrics",
+    "ranking_tasks",
+    "retrieval_metrics",
+    "retrieval_negatives",
+)
 
 
 def _load_part(part: str):

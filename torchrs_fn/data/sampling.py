@@ -169,6 +169,26 @@ class UserPositives:
         offset = torch.arange(int(lengths.sum())) - first[row]
         return row, self.items[starts[row] + offset]
 
+    def padded(self, users: Any) -> torch.Tensor:
+        """The positives of ``users`` (``[B]`` ids) as a ``[B, E]`` int64 tensor: row ``b`` holds
+        ``users[b]``'s distinct item ids, sorted, then -1 up to ``E``, the most positives any of
+        these users has (``E = 0`` when none has any). Vectorised (built on ``gather``).
+
+        This is the padded form the retrieval metrics take as ``exclude`` (or ``relevant``): it
+        holds item *ids*, which are candidate rows when the candidate matrix is indexed by item id
+        (an embedding table); otherwise map them to rows first (e.g. with
+        ``metrics.candidate_rows``, keeping -1 as padding).
+        """
+        row, items = self.gather(users)
+        b = len(_int_ids(users, "users"))
+        lengths = torch.bincount(row, minlength=b)
+        width = int(lengths.max()) if b else 0
+        first = torch.cumsum(lengths, 0) - lengths
+        column = torch.arange(len(row)) - first[row]
+        out = torch.full((b, width), -1, dtype=torch.int64)
+        out[row, column] = items
+        return out
+
     def counts(self) -> torch.Tensor:
         """Distinct positives per user, ``[num_users]`` int64."""
         return self.indptr.diff()

@@ -1,5 +1,6 @@
-"""Pure metric functions and mergeable accumulators: retrieval (FactorizedTopK) and ranking
-(Keras's pointwise metrics, TF-Ranking's list metrics)."""
+"""Pure metric functions and mergeable accumulators: retrieval (FactorizedTopK; recall,
+precision, hit rate, NDCG, MAP, MRR and coverage with exclusions) and ranking (Keras's pointwise
+metrics, TF-Ranking's list metrics)."""
 
 from .aggregate import MeanState, mean_init, mean_merge, mean_result, mean_update
 from .ranking import (
@@ -25,18 +26,32 @@ from .ranking import (
 )
 from .retrieval import (
     DEFAULT_KS,
+    RetrievalMetricsState,
     candidate_rows,
     factorized_top_k,
+    factorized_top_k_ids,
     positive_ranks,
+    retrieval_metrics,
+    retrieval_metrics_init,
+    retrieval_metrics_merge,
+    retrieval_metrics_result,
+    retrieval_metrics_update,
     top_k_metric_names,
 )
 
 __all__ = [
     "DEFAULT_KS",
     "factorized_top_k",
+    "factorized_top_k_ids",
     "positive_ranks",
     "top_k_metric_names",
     "candidate_rows",
+    "retrieval_metrics",
+    "RetrievalMetricsState",
+    "retrieval_metrics_init",
+    "retrieval_metrics_update",
+    "retrieval_metrics_merge",
+    "retrieval_metrics_result",
     "MeanState",
     "mean_init",
     "mean_update",

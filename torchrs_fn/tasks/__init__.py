@@ -23,7 +23,7 @@ from .ranking import (
     sigmoid_cross_entropy_loss,
     softmax_loss,
 )
-from .retrieval import Retrieval, retrieval_loss, retrieval_scores
+from .retrieval import Retrieval, mixed_sampling_probability, retrieval_loss, retrieval_scores
 
 __all__ = [
     "Task",
@@ -32,6 +32,7 @@ __all__ = [
     "Retrieval",
     "retrieval_loss",
     "retrieval_scores",
+    "mixed_sampling_probability",
     "Ranking",
     "mean_squared_loss",
     "sigmoid_cross_entropy_loss",

@@ -7,7 +7,8 @@ default, exactly as TFRS's Keras ``CategoricalCrossentropy(from_logits=True, red
 
 Options, applied in TFRS's order: ``temperature`` (scores / T), ``candidate_sampling_probability``
 (logQ correction: ``scores - log p_j``), ``candidate_ids`` (remove accidental hits: other columns
-holding the same item as row i's positive are masked out of row i's softmax), ``sample_weight``.
+holding the same item as row i's positive are masked out of row i's softmax), ``num_hard_negatives``
+(each row's softmax keeps only its positive and its k highest-scoring negatives), ``sample_weight``.
 
 The default implementation never materialises the ``[B, N]`` logits for backward: it walks the
 rows in blocks, computing each block's log-sum-exp and the softmax statistics the gradients need,
@@ -18,21 +19,26 @@ and ``torch.compile`` of all of them work and are exact. Higher-order derivative
 ``torch.func`` (two or more nested differentiating transforms) the loss switches to the plain
 formulation, which is exact to any order; under plain ``torch.autograd`` with
 ``create_graph=True`` it raises and names ``fused=False``. ``fused=False`` always gives the plain
-materialised formulation.
+materialised formulation, and so does ``num_hard_negatives`` (its ``topk`` needs whole rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from .._transforms import differentiating_levels, inside_transforms, vmap_levels
+from .._transforms import (
+    differentiating_levels,
+    host_checks_allowed,
+    inside_transforms,
+    vmap_levels,
+)
 from ..metrics.retrieval import DEFAULT_KS, factorized_top_k
 
-__all__ = ["retrieval_loss", "retrieval_scores", "Retrieval"]
+__all__ = ["retrieval_loss", "retrieval_scores", "Retrieval", "mixed_sampling_probability"]
 
 Reduction = Literal["sum", "mean", "none"]
 
@@ -75,6 +81,39 @@ def _check(q: torch.Tensor, c: torch.Tensor, sample_weight, sampling_probability
     ):
         if t is not None and (t.ndim != 1 or t.shape[0] != n):
             raise ValueError(f"retrieval_loss: {name} must have shape [{n}], got {tuple(t.shape)}")
+
+
+def _check_num_hard_negatives(num_hard_negatives: Any, where: str) -> None:
+    if num_hard_negatives is None:
+        return
+    if (
+        isinstance(num_hard_negatives, bool)
+        or not isinstance(num_hard_negatives, int)
+        or num_hard_negatives < 1
+    ):
+        raise ValueError(
+            f"{where}: num_hard_negatives must be None (keep every negative) or an int >= 1, got "
+            f"{num_hard_negatives!r}"
+        )
+
+
+def _hard_negative_losses(scores: torch.Tensor, num_hard_negatives: int) -> torch.Tensor:
+    """``[B]``: each row's softmax cross-entropy over its positive and its k hardest negatives.
+
+    TFRS's ``HardNegativeMining`` takes ``top_k(logits + labels * MAX_FLOAT, k + 1)`` and gathers
+    the logits: the positive (pushed to the top) plus the k largest negatives. Here the positive
+    is masked to ``-inf`` and ``topk`` picks the k negatives, the same columns. Only the values
+    matter, and ``topk``'s values carry an exact gradient (the selection is piecewise constant).
+    Needs ``k + 1 < N``, so ``-inf`` is never selected. Accidental hits, masked with TFRS's large
+    negative value, are chosen only when a row has fewer than k other negatives, and then add
+    ``exp(-3.4e36) = 0`` to the softmax, exactly as in TFRS.
+    """
+    b, n = scores.shape[-2], scores.shape[-1]
+    positive_column = torch.eye(b, n, dtype=torch.bool, device=scores.device)
+    pos = torch.diagonal(scores, dim1=-2, dim2=-1)
+    negatives = torch.where(positive_column, float("-inf"), scores)
+    hard = torch.topk(negatives, num_hard_negatives, dim=-1, sorted=False).values
+    return torch.logsumexp(torch.cat([pos[..., None], hard], dim=-1), dim=-1) - pos
 
 
 def retrieval_scores(
@@ -319,10 +358,16 @@ def retrieval_loss(
     temperature: float | torch.Tensor | None = None,
     candidate_sampling_probability: torch.Tensor | None = None,
     candidate_ids: torch.Tensor | None = None,
+    num_hard_negatives: int | None = None,
     reduction: Reduction = "sum",
     fused: bool = True,
 ) -> torch.Tensor:
     """In-batch softmax retrieval loss (TFRS ``Retrieval`` semantics).
+
+    With ``s`` the ``[B, N]`` logits after temperature, logQ correction and accidental-hit masking
+    (``retrieval_scores``), row i's loss is ``w_i (logsumexp_{j in K_i} s_ij - s_ii)``, where
+    ``K_i`` is every column, or with ``num_hard_negatives=k`` the positive column i and the k
+    columns ``j != i`` with the largest ``s_ij``.
 
     Args:
         query_embeddings: ``[B, D]``.
@@ -333,6 +378,16 @@ def retrieval_loss(
         candidate_sampling_probability: ``[N]`` probabilities for logQ correction
             (TFRS ``candidate_sampling_probability``); must be > 0.
         candidate_ids: ``[N]`` item ids; masks accidental hits (TFRS ``remove_accidental_hits``).
+        num_hard_negatives: keep, in each row's softmax, only the positive and the
+            ``num_hard_negatives`` highest-scoring negatives, chosen after the options above (TFRS
+            ``num_hard_negatives``, its ``HardNegativeMining`` layer). ``None`` (default) keeps
+            every negative; otherwise an int >= 1 (TFRS's 0 would keep only the positive, a loss of
+            0, and a negative value fails there, so both are refused here). When
+            ``num_hard_negatives + 1 >= N`` every column is kept and the option changes nothing
+            (TFRS caps k at N). Otherwise this path materialises the ``[B, N]`` logits (for
+            ``torch.topk``) whatever ``fused`` says; its gradient is exact for every
+            floating-point input, to any order. Negatives tied at the cut give the same value
+            whichever is chosen; the gradient then goes to the columns ``torch.topk`` picks.
         reduction: ``"sum"`` (TFRS default), ``"mean"`` (sum / B, Keras ``SUM_OVER_BATCH_SIZE``)
             or ``"none"`` (``[B]`` per-query losses, weighted).
         fused: use the block-wise implementation that never stores ``[B, N]`` logits for backward
@@ -350,10 +405,13 @@ def retrieval_loss(
         raise ValueError(
             f"retrieval_loss: reduction must be 'sum', 'mean' or 'none', got {reduction!r}"
         )
+    _check_num_hard_negatives(num_hard_negatives, "retrieval_loss")
     b = q.shape[0]
+    # TFRS caps top_k's k + 1 at N: then every column is kept and the full softmax is the loss.
+    hard_negatives = num_hard_negatives is not None and num_hard_negatives + 1 < c.shape[0]
     # Under two or more differentiating torch.func transforms (a higher-order derivative), the
     # fused loss's detached statistics would drop terms: the plain formulation is exact there.
-    if fused and reduction != "none" and differentiating_levels() < 2:
+    if fused and not hard_negatives and reduction != "none" and differentiating_levels() < 2:
         weight = (
             torch.ones(b, dtype=q.dtype, device=q.device)
             if sample_weight is None
@@ -380,14 +438,113 @@ def retrieval_loss(
         candidate_sampling_probability=candidate_sampling_probability,
         candidate_ids=candidate_ids,
     )
-    rows = torch.arange(b, device=q.device)
-    losses = torch.logsumexp(scores, dim=1) - scores[rows, rows]
+    if hard_negatives:
+        losses = _hard_negative_losses(scores, num_hard_negatives)
+    else:
+        rows = torch.arange(b, device=q.device)
+        losses = torch.logsumexp(scores, dim=1) - scores[rows, rows]
     if sample_weight is not None:
         losses = losses * sample_weight.to(losses.dtype)
     if reduction == "none":
         return losses
     total = losses.sum()
     return total / b if reduction == "mean" else total
+
+
+def mixed_sampling_probability(
+    candidate_ids: torch.Tensor,
+    *,
+    num_in_batch: int,
+    in_batch_probabilities: torch.Tensor,
+    sampled_probabilities: torch.Tensor,
+) -> torch.Tensor:
+    """``[N]``: each candidate's probability under mixed negative sampling (Yang et al. 2020).
+
+    A mixed candidate set is the batch's own ``B = num_in_batch`` candidates (drawn, as the data
+    are, with the items' popularity ``p_batch``) followed by ``M = N - B`` candidates drawn from
+    the whole corpus with ``p_sample`` (``data.NegativeSampler``: uniform, log-uniform or
+    popularity). Any item can arrive by either route, so the logQ correction of item j uses its
+    probability under the mixture, whichever route brought it::
+
+        q_j = (B * p_batch[id_j] + M * p_sample[id_j]) / (B + M)
+
+    Pass it as ``candidate_sampling_probability`` to ``retrieval_loss`` / ``Retrieval`` with the
+    concatenated candidates (and ``candidate_ids`` to drop accidental hits: a sampled item equal
+    to a query's positive). Differentiable in both probability tables (they are gathered).
+
+    Args:
+        candidate_ids: ``[N]`` item ids of the mixed set: in-batch first, sampled after.
+        num_in_batch: B, the in-batch candidates at the front.
+        in_batch_probabilities: ``[V]`` the in-batch sampling distribution over items (e.g.
+            item frequency / number of interactions: ``NegativeSampler.fit(items,
+            power=1).probabilities``).
+        sampled_probabilities: ``[V]`` the corpus sampler's distribution
+            (``NegativeSampler.probabilities``).
+
+    Returns:
+        ``[N]`` probabilities, in the dtype of ``in_batch_probabilities`` (float64 tables give
+        float64; cast to the embeddings' dtype as needed).
+    """
+    if candidate_ids.ndim != 1 or candidate_ids.is_floating_point():
+        raise ValueError(
+            f"mixed_sampling_probability: candidate_ids must be a 1-D integer tensor, got "
+            f"{candidate_ids.dtype} of shape {tuple(candidate_ids.shape)}"
+        )
+    n = candidate_ids.shape[0]
+    if (
+        isinstance(num_in_batch, bool)
+        or not isinstance(num_in_batch, int)
+        or not 0 <= num_in_batch <= n
+    ):
+        raise ValueError(
+            f"mixed_sampling_probability: num_in_batch must be an int in [0, {n}], got {num_in_batch!r}"
+        )
+    for name, table in (
+        ("in_batch_probabilities", in_batch_probabilities),
+        ("sampled_probabilities", sampled_probabilities),
+    ):
+        if not isinstance(table, torch.Tensor) or table.ndim != 1 or not table.is_floating_point():
+            raise ValueError(f"mixed_sampling_probability: {name} must be a 1-D float tensor [V]")
+    if in_batch_probabilities.shape != sampled_probabilities.shape:
+        raise ValueError(
+            "mixed_sampling_probability: in_batch_probabilities and sampled_probabilities must "
+            f"cover the same items, got {tuple(in_batch_probabilities.shape)} and "
+            f"{tuple(sampled_probabilities.shape)}"
+        )
+    if host_checks_allowed(candidate_ids) and n:
+        lo, hi = int(candidate_ids.min()), int(candidate_ids.max())
+        if lo < 0 or hi >= in_batch_probabilities.shape[0]:
+            raise ValueError(
+                f"mixed_sampling_probability: candidate_ids must lie in [0, "
+                f"{in_batch_probabilities.shape[0]}), got values in [{lo}, {hi}]"
+            )
+    m = n - num_in_batch
+    mixed = num_in_batch * in_batch_probabilities + m * sampled_probabilities.to(
+        in_batch_probabilities.dtype
+    )
+    return mixed[candidate_ids] / n
+
+
+def _extended_candidates(
+    hook: Callable[..., tuple[Any, Any, Any]],
+    embeddings: torch.Tensor,
+    probability: torch.Tensor | None,
+    ids: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    out = hook(embeddings, probability, ids)
+    if not isinstance(out, tuple) or len(out) != 3:
+        raise TypeError(
+            "Retrieval: extra_candidates must return (embeddings, probability, ids), got "
+            f"{type(out).__name__}"
+        )
+    new_embeddings, new_probability, new_ids = out
+    for name, given, got in (("probability", probability, new_probability), ("ids", ids, new_ids)):
+        if given is not None and got is None:
+            raise ValueError(
+                f"Retrieval: extra_candidates was given candidate {name} but returned None for "
+                "them (the appended rows need theirs too)"
+            )
+    return new_embeddings, new_probability, new_ids
 
 
 class Retrieval(nn.Module):
@@ -397,6 +554,17 @@ class Retrieval(nn.Module):
     ``metrics(...)`` (``torchrs_fn.metrics.factorized_top_k``), not inside the training loss (TFRS
     users usually turn them off during training for speed: ``compute_metrics=not training``).
     It is a ``tasks.Task``: ``loss`` is ``forward``, so it composes in a ``MultiTask``.
+    The options are TFRS's (``temperature``, ``remove_accidental_hits``, ``num_hard_negatives``)
+    plus ``reduction``, ``fused`` and ``extra_candidates``; see ``retrieval_loss``.
+
+    ``extra_candidates`` is the hook for negatives from elsewhere, e.g. the candidates of the
+    other devices in data-parallel training: a function ``(candidate_embeddings [N, D],
+    candidate_sampling_probability [N] | None, candidate_ids [N] | None) -> (embeddings [N', D],
+    probability, ids)`` that keeps the N rows it is given first and appends more (it must
+    return a probability / ids for the new rows whenever it was given them). The loss then
+    treats the appended rows as negatives shared by every query, with their logQ correction and
+    accidental-hit masking. Its gradient flows to whatever the hook's rows depend on (a
+    gather whose backward sends each device its rows' gradient keeps training exact).
     """
 
     def __init__(
@@ -404,12 +572,19 @@ class Retrieval(nn.Module):
         *,
         temperature: float | None = None,
         remove_accidental_hits: bool = False,
+        num_hard_negatives: int | None = None,
         reduction: Reduction = "sum",
         fused: bool = True,
+        extra_candidates: Callable[..., tuple[Any, Any, Any]] | None = None,
     ) -> None:
         super().__init__()
+        _check_num_hard_negatives(num_hard_negatives, "Retrieval")
+        if extra_candidates is not None and not callable(extra_candidates):
+            raise TypeError("Retrieval: extra_candidates must be a function (see the docstring)")
+        self.extra_candidates = extra_candidates
         self.temperature = temperature
         self.remove_accidental_hits = remove_accidental_hits
+        self.num_hard_negatives = num_hard_negatives
         self.reduction = reduction
         self.fused = fused
 
@@ -429,6 +604,21 @@ class Retrieval(nn.Module):
         """
         if self.remove_accidental_hits and candidate_ids is None:
             raise ValueError("Retrieval: remove_accidental_hits=True needs candidate_ids")
+        if self.extra_candidates is not None:
+            n = candidate_embeddings.shape[0]
+            candidate_embeddings, candidate_sampling_probability, candidate_ids = (
+                _extended_candidates(
+                    self.extra_candidates,
+                    candidate_embeddings,
+                    candidate_sampling_probability,
+                    candidate_ids,
+                )
+            )
+            if candidate_embeddings.shape[0] < n:
+                raise ValueError(
+                    f"Retrieval: extra_candidates returned {candidate_embeddings.shape[0]} rows, "
+                    f"fewer than the {n} it was given (it must keep them first and append)"
+                )
         kwargs: dict[str, Any] = {}
         if self.remove_accidental_hits:
             kwargs["candidate_ids"] = candidate_ids
@@ -438,6 +628,7 @@ class Retrieval(nn.Module):
             sample_weight=sample_weight,
             temperature=self.temperature if temperature is None else temperature,
             candidate_sampling_probability=candidate_sampling_probability,
+            num_hard_negatives=self.num_hard_negatives,
             reduction=self.reduction,
             fused=self.fused,
             **kwargs,
