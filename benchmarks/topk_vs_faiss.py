@@ -3,7 +3,8 @@
 Data (numpy, seed 0): ``--candidates`` clustered candidates of dimension ``--dim`` (1,000 cluster
 centres drawn from N(0, 1), each candidate a centre plus N(0, 0.3²) noise) and ``--queries``
 queries drawn the same way; float32. Each method runs in its own child process so that its peak
-memory (``ru_maxrss`` of the child minus its resident size after loading the data) is its own.
+memory (the child's peak resident size during the timed calls, reset after loading the data and
+a warm-up call, minus its resident size then) is its own.
 Each child times ``--repeats`` calls after one warm-up call and reports the median.
 
 Agreement: for every query the two methods' score lists must agree to 1e-4 (relative), and their
@@ -23,7 +24,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import resource
 import statistics
 import sys
 import time
@@ -42,12 +42,18 @@ def make_data(n: int, b: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     return np.ascontiguousarray(candidates, np.float32), np.ascontiguousarray(queries, np.float32)
 
 
-def _rss_kib() -> int:
+def _status_kib(field: str) -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def _reset_peak() -> None:
+    """Reset the process's peak resident size (VmHWM) to its current size (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
 
 
 def _child(method: str, args: dict[str, Any], out: Any) -> None:
@@ -75,14 +81,16 @@ def _child(method: str, args: dict[str, Any], out: Any) -> None:
             return index.search(queries, k)
 
         threads = faiss.omp_get_max_threads()
-    base = _rss_kib()
     scores, ids = run()  # warm-up
+    del scores, ids
+    base = _status_kib("VmRSS")
+    _reset_peak()  # the data generation's temporaries peaked higher than any search
     times = []
     for _ in range(args["repeats"]):
         t = time.perf_counter()
         scores, ids = run()
         times.append(time.perf_counter() - t)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak = _status_kib("VmHWM")
     out.put(
         {
             "method": method,
