@@ -78,7 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, keep: dict | None = None) -> dict:
+    """Train and evaluate; ``keep``, when given, receives the trained ``model``, ``params``, the
+    candidates' ``candidate_ids`` and every ``user_ids`` (for ``serving.py``)."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     ratings, movies = movielens.load("100k", data_dir=args.data_dir)
 
@@ -136,6 +138,13 @@ def run(args: argparse.Namespace) -> dict:
         result = train.evaluate(eval_step, state.params, test_loader, candidates)
         return result, time.perf_counter() - t0, time.process_time() - c0
 
+    if keep is not None:
+        keep.update(
+            model=model,
+            params=state.params,
+            candidate_ids=candidate_ids,
+            user_ids=torch.arange(user_lookup.vocabulary_size(), device=device),
+        )
     _, eval_seconds_first, _ = evaluate_once()  # includes any compile of the eval step
     test_metrics, eval_seconds, eval_cpu_seconds = evaluate_once()
     return {

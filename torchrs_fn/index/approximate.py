@@ -265,7 +265,7 @@ class ScaNN(ApproximateIndex):
         reorder: int = 250,
         dimensions_per_block: int = 2,
         anisotropic_quantization_threshold: float = 0.2,
-        training_sample_size: int = 250_000,
+        training_sample_size: int = 100_000,
         keep_candidates: bool = True,
     ) -> None:
         super().__init__(candidates, identifiers, keep_candidates)
@@ -300,7 +300,14 @@ class ScaNN(ApproximateIndex):
         }
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        rows, scores = self.searcher.search_batched(
+        # ScaNN's thread pool (one thread per core) splits the batch into blocks of 256 queries;
+        # a batch smaller than two blocks runs on the calling thread.
+        search = (
+            self.searcher.search_batched_parallel
+            if queries.shape[0] >= 512
+            else self.searcher.search_batched
+        )
+        rows, scores = search(
             queries, final_num_neighbors=k, pre_reorder_num_neighbors=max(k, self.reorder)
         )
         rows = np.asarray(rows, dtype=np.int64)
