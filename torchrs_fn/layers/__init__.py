@@ -1,9 +1,11 @@
-"""Building blocks as module definitions: embeddings, MLP, cross layers and feature interactions."""
+"""Building blocks as module definitions: embeddings, MLP, cross layers, feature interactions and
+sequence encoders."""
 
 from .dcn import Cross, MultiLayerDCN, keras_initializer
 from .embedding import BagEmbedding, Embedding, HashedEmbedding
 from .interaction import DotInteraction
 from .mlp import MLP
+from .sequence import GRUEncoder, TransformerEncoder
 
 __all__ = [
     "BagEmbedding",
@@ -14,4 +16,6 @@ __all__ = [
     "MultiLayerDCN",
     "DotInteraction",
     "keras_initializer",
+    "GRUEncoder",
+    "TransformerEncoder",
 ]
