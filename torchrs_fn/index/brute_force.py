@@ -288,6 +288,8 @@ def brute_force_top_k(
         pairs = exclusion_rows(exclusions.to(queries.device), b, identifiers, n, who)
     if chunk_size is None:
         chunk_size = max(2 * k, _BLOCK_SCORES // max(1, min(b, _QUERY_BLOCK)))
+        if n <= 4 * chunk_size:  # a few blocks' worth: one block, one top-k, no merging
+            chunk_size = n
     chunk_size = max(1, min(int(chunk_size), n))
     query_block = max(1, min(b, _BLOCK_SCORES // chunk_size, _QUERY_BLOCK))
     buffer = torch.empty(
