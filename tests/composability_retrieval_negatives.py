@@ -64,6 +64,45 @@ def _hooked_reference(q, c, other, p, ids):
 
 
 _NO_HPARAMS = "no hyperparameters"
+_ZERO = "gradient exactly 0 (a count)"
+
+
+def _batch_metric_inputs(seed: int) -> tuple:
+    g = _gen(80 + seed)
+    q = torch.randint(-2, 3, (_B, _D), generator=g).to(_F64)  # integer scores: exact ties
+    c = torch.randint(-2, 3, (_B + 3, _D), generator=g).to(_F64)
+    t = torch.tensor(0.5, dtype=_F64)
+    p = torch.rand(_B + 3, generator=g, dtype=_F64) * 0.5 + 0.25
+    ids = torch.randint(0, 4, (_B + 3,), generator=g)
+    return q, c, t, p, ids
+
+
+_BATCH_TASK = Retrieval(remove_accidental_hits=True)
+
+
+def _batch_metrics(q, c, t, p, ids):
+    return _BATCH_TASK.batch_metrics(
+        q, c, ks=(1, 3), candidate_sampling_probability=p, candidate_ids=ids, temperature=t
+    )
+
+
+def _batch_metrics_reference(q, c, t, p, ids):
+    out = {"batch_top_1": [], "batch_top_3": []}
+    for i in range(q.shape[0]):
+        logits = [(q[i] @ c[j]) / t - torch.log(p[j]) for j in range(c.shape[0])]
+        higher = sum(
+            1
+            for j in range(c.shape[0])
+            if not (j != i and int(ids[j]) == int(ids[i])) and bool(logits[j] > logits[i])
+        )
+        out["batch_top_1"].append(float(higher < 1))
+        out["batch_top_3"].append(float(higher < 3))
+    return {k: torch.tensor(v, dtype=_F64) for k, v in out.items()}
+
+
+def _temperatures() -> tuple:
+    return (torch.tensor([0.5, 1.0, 2.0], dtype=_F64),)
+
 
 CASES = [
     cc.Case(
@@ -87,5 +126,25 @@ CASES = [
         transforms=cc.statuses(vmap_hparams=cc.NotApplicable(_NO_HPARAMS)),
     ),
 ]
+
+CASES.append(
+    cc.Case(
+        name="tasks.Retrieval",
+        variant="batch_metrics: in-batch top-k, logQ, accidental hits, temperature, ties",
+        kind="metric",
+        make_inputs=_batch_metric_inputs,
+        fn=_batch_metrics,
+        reference=_batch_metrics_reference,
+        grad_argnums=(0, 1, 2, 3),
+        hparam_argnums=(2,),
+        hparam_values=_temperatures,
+        nonzero_grad=False,
+        transforms=cc.statuses(
+            grad=cc.Checked(_ZERO),
+            vmap_grad=cc.Checked(_ZERO),
+            compile_vmap_grad=cc.Checked(_ZERO),
+        ),
+    )
+)
 
 NOT_FUNCTIONS_OF_TENSORS: dict[str, str] = {}

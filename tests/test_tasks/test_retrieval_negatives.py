@@ -158,3 +158,32 @@ def test_full_corpus_sampled_softmax_is_retrieval_with_sampled_rows():
     assert float(got) == pytest.approx(
         reference_loss(q, table[ids], torch.log(prob), ids), rel=1e-10
     )
+
+
+@pytest.mark.parametrize("options", ["plain", "all"])
+def test_batch_metrics_match_loop(options):
+    # Integer embeddings give exact ties: a tie with the positive counts as a hit (in_top_k).
+    g = torch.Generator().manual_seed(6)
+    b, n, d = 6, 9, 2
+    q = torch.randint(-2, 3, (b, d), generator=g).double()
+    c = torch.randint(-2, 3, (n, d), generator=g).double()
+    ids = torch.tensor([0, 1, 2, 1, 4, 5, 1, 7, 2])
+    prob = torch.rand(n, generator=g, dtype=torch.float64) + 0.5
+    if options == "plain":
+        task, kwargs, log_q, t = Retrieval(), {}, torch.zeros(n, dtype=torch.float64), 1.0
+    else:
+        task = Retrieval(temperature=0.5, remove_accidental_hits=True)
+        kwargs, log_q, t = (
+            {"candidate_sampling_probability": prob, "candidate_ids": ids},
+            torch.log(prob),
+            0.5,
+        )
+    got = task.batch_metrics(q, c, ks=(1, 2, 3), **kwargs)
+    for i in range(b):
+        logits = [float(q[i] @ c[j]) / t - float(log_q[j]) for j in range(n)]
+        masked = [j != i and options == "all" and int(ids[j]) == int(ids[i]) for j in range(n)]
+        higher = sum(1 for j in range(n) if not masked[j] and logits[j] > logits[i])
+        for k in (1, 2, 3):
+            assert float(got[f"batch_top_{k}"][i]) == float(higher < k), (i, k)
+    with pytest.raises(ValueError, match="ks must lie"):
+        task.batch_metrics(q, c, ks=(10,), **kwargs)

@@ -665,3 +665,39 @@ class Retrieval(nn.Module):
         positive at row ``positive_indices [B]`` -> ``{"top_k": [B] hits}`` (see
         ``metrics.factorized_top_k``)."""
         return factorized_top_k(query_embeddings, candidate_embeddings, positive_indices, ks=ks)
+
+    def batch_metrics(
+        self,
+        query_embeddings: torch.Tensor,
+        candidate_embeddings: torch.Tensor,
+        *,
+        ks: Sequence[int] = (1, 5, 10),
+        candidate_sampling_probability: torch.Tensor | None = None,
+        candidate_ids: torch.Tensor | None = None,
+        temperature: float | torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """TFRS's ``batch_metrics``: top-k accuracy of each query's positive among the batch's
+        candidates, on the logits the loss sees.
+
+        TFRS passes the ``[B, N]`` logits (after temperature, logQ correction and accidental-hit
+        masking) and the identity labels to Keras metrics such as ``TopKCategoricalAccuracy``,
+        which count a hit when fewer than k columns score strictly higher than the positive
+        (``tf.math.in_top_k``: ties count as hits). Returns ``{"batch_top_k": [B] float}`` (1.0
+        hit, 0.0 miss) for each k; their mean over a batch is TFRS's batch metric. Not
+        differentiable (the gradient is 0), like any count.
+        """
+        ks = tuple(int(k) for k in ks)
+        n = candidate_embeddings.shape[0]
+        if not ks or min(ks) < 1 or max(ks) > n:
+            raise ValueError(f"Retrieval.batch_metrics: ks must lie in [1, {n}] (N), got {ks}")
+        scores = retrieval_scores(
+            query_embeddings,
+            candidate_embeddings,
+            temperature=self.temperature if temperature is None else temperature,
+            candidate_sampling_probability=candidate_sampling_probability,
+            candidate_ids=candidate_ids if self.remove_accidental_hits else None,
+        )
+        b = query_embeddings.shape[0]
+        positive = torch.diagonal(scores[:, :b])[:, None]
+        higher = (scores > positive).sum(dim=1)
+        return {f"batch_top_{k}": (higher < k).to(scores.dtype) for k in ks}
