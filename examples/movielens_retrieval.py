@@ -8,6 +8,12 @@ accuracy of the test pair's movie among the titles of all 1,682 movies). TFRS re
     python examples/movielens_retrieval.py                # readable table
     python examples/movielens_retrieval.py --json         # one JSON line
     python examples/movielens_retrieval.py --data-dir ../shared/data/ml-100k
+    python examples/movielens_retrieval.py --checkpoint-dir ckpt --checkpoint-every 5
+    python examples/movielens_retrieval.py --save-params params.trs
+
+With ``--checkpoint-dir`` the run saves a checkpoint at the end of every epoch (and every
+``--checkpoint-every`` steps) and, started again with the same flags, resumes from the newest
+valid one (``train.Checkpointer``); a run that already finished resumes straight to evaluation.
 """
 
 from __future__ import annotations
@@ -75,7 +81,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        metavar="DIR",
+        help="save checkpoints here (every epoch) and resume from the newest valid one",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="also checkpoint every STEPS train steps (needs --checkpoint-dir)",
+    )
+    p.add_argument(
+        "--save-params", default=None, metavar="PATH", help="save the trained parameters here"
+    )
+    args = p.parse_args(argv)
+    if args.checkpoint_every is not None and args.checkpoint_dir is None:
+        p.error("--checkpoint-every needs --checkpoint-dir")
+    return args
 
 
 def run(args: argparse.Namespace, keep: dict | None = None) -> dict:
@@ -128,9 +153,21 @@ def run(args: argparse.Namespace, keep: dict | None = None) -> dict:
 
     eval_step = train.make_eval_step(eval_fn, compile=compile_)
 
-    state, history = train.fit(
-        train_step, state, train_loader, epochs=args.epochs, verbose=not args.json
+    checkpoint = (
+        train.Checkpointer(args.checkpoint_dir, every_steps=args.checkpoint_every)
+        if args.checkpoint_dir is not None
+        else None
     )
+    state, history = train.fit(
+        train_step,
+        state,
+        train_loader,
+        epochs=args.epochs,
+        verbose=not args.json,
+        checkpoint=checkpoint,
+    )
+    if args.save_params is not None:
+        rs.save_tree(args.save_params, state.params)
 
     def evaluate_once() -> tuple[dict, float, float]:
         t0, c0 = time.perf_counter(), time.process_time()

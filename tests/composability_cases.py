@@ -803,6 +803,8 @@ CASES: list[Case] = [
 # Public names of torchrs_fn.tasks / .metrics / .train that are not functions of tensors to
 # transform, each with the reason. Everything else public must have a case above.
 NOT_FUNCTIONS_OF_TENSORS: dict[str, str] = {
+    "train.Checkpointer": "host-side file I/O: saves and finds checkpoints",
+    "train.Checkpoint": "a record of a training position (a dataclass), not a function",
     "metrics.DEFAULT_KS": "a constant (the default cut-offs)",
     "metrics.top_k_metric_names": "host-side helper: ints in, strings out",
     "metrics.MeanState": "a NamedTuple type (the accumulator's state)",

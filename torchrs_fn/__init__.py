@@ -7,7 +7,7 @@ are stateless functions, optimizers are ``(init, update)`` pairs, and a compiled
 
 from . import data, index, layers, metrics, models, optim, random, tasks, train, tree
 from .models.base import Model, Params, apply, buffers, init
-from .serialization import load_tree, save_tree
+from .serialization import CorruptFileError, load_tree, save_tree
 
 __version__ = "0.1.0"
 
@@ -19,6 +19,7 @@ __all__ = [
     "init",
     "save_tree",
     "load_tree",
+    "CorruptFileError",
     "data",
     "index",
     "layers",

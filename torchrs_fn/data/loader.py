@@ -273,6 +273,7 @@ class Loader:
     ``batch_size`` (the last batch may be smaller unless ``drop_remainder``). Each ``iter()`` is a
     new epoch: it uses ``self.epoch`` and then adds one to it; ``set_epoch(e)`` chooses the epoch
     the next ``iter()`` uses, like ``torch.utils.data.DistributedSampler.set_epoch``.
+    ``epoch_batches(e, start=i)`` replays epoch ``e`` from its batch ``i`` (to resume training).
 
     Without shuffle and device the batch tensors share memory with the Arrow table (read-only:
     don't write into them). With shuffle each batch is a gather of a contiguous slice of the
@@ -350,11 +351,27 @@ class Loader:
         self.epoch = epoch + 1
         return self._epoch_batches(epoch)
 
-    def _epoch_batches(self, epoch: int) -> Iterator[Any]:
+    def epoch_batches(self, epoch: int, *, start: int = 0) -> Iterator[Any]:
+        """The batches of ``epoch`` from batch ``start`` on: ``list(iter(...))[start:]`` of that
+        epoch (same permutation, same batches), without building the first ``start`` batches.
+
+        Restarting an epoch in the middle is what resuming from a checkpoint needs
+        (``train.fit(checkpoint=...)``). Unlike ``iter()`` this leaves ``self.epoch`` alone.
+        ``start`` may be ``len(self)`` (nothing left); beyond that is an error.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
+            raise ValueError(f"start must be an int, got {start!r}")
+        if not 0 <= start <= len(self):
+            raise ValueError(f"start must be in 0..{len(self)} (batches per epoch), got {start}")
+        return self._epoch_batches(int(epoch), int(start))
+
+    def _epoch_batches(self, epoch: int, first: int = 0) -> Iterator[Any]:
         order = self.permutation(epoch) if self.shuffle else None
         pin = self.device is not None and self.pin_memory and torch.cuda.is_available()
         bs = self.batch_size
-        for b in range(len(self)):
+        for b in range(first, len(self)):
             start, stop = b * bs, min((b + 1) * bs, self.num_rows)
             if order is None:
                 batch = {k: torch.from_numpy(a[start:stop]) for k, a in self._arrays.items()}

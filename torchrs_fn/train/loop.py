@@ -17,6 +17,7 @@ import torch
 from .. import tree
 from ..metrics.aggregate import MeanState, mean_init, mean_result, mean_update
 from ..metrics.ranking import AUCState, MetricTerms, RootMeanTerms, auc_merge, auc_result
+from .checkpoint import Checkpoint, Checkpointer
 from .step import TrainState
 
 __all__ = ["fit", "evaluate", "ProgressBar"]
@@ -83,6 +84,64 @@ def _fmt(logs: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+_LOADER_SETTINGS = ("num_rows", "batch_size", "shuffle", "seed", "drop_remainder")
+
+
+def _loader_settings(loader: Any) -> dict[str, Any]:
+    """What a checkpoint remembers of the loader, to refuse a resume that would replay other
+    batches."""
+    out: dict[str, Any] = {}
+    for name in _LOADER_SETTINGS:
+        value = getattr(loader, name, None)
+        if isinstance(value, (bool, int, float, str)):
+            out[name] = value
+    if hasattr(loader, "__len__"):
+        out["batches"] = len(loader)
+    return out
+
+
+def _global_step(state: Any) -> int:
+    """The state's step count (the first one of a stacked sweep state); 0 without one."""
+    step = getattr(state, "step", None)
+    if isinstance(step, torch.Tensor) and step.numel():
+        return int(step.reshape(-1)[0])
+    return 0
+
+
+def _resume(
+    checkpoint: Checkpointer, state: TrainState, loader: Any, epochs: int
+) -> Checkpoint | None:
+    if not isinstance(checkpoint, Checkpointer):
+        raise TypeError(
+            f"fit: checkpoint must be a train.Checkpointer or None, got {type(checkpoint).__name__}"
+        )
+    if not (hasattr(loader, "epoch_batches") and hasattr(loader, "set_epoch")):
+        raise TypeError(
+            "fit: checkpoint=... needs a loader that can replay an epoch from any batch "
+            f"(data.Loader: epoch_batches(epoch, start=i), set_epoch); got {type(loader).__name__}"
+        )
+    found = checkpoint.latest(like=state)
+    if found is None:
+        return None
+    settings = _loader_settings(loader)
+    differ = [k for k, v in found.loader.items() if k in settings and settings[k] != v]
+    if differ:
+        saved = ", ".join(f"{k}={found.loader[k]!r}" for k in differ)
+        now = ", ".join(f"{k}={settings[k]!r}" for k in differ)
+        raise ValueError(
+            f"fit: the checkpoint {found.path} was written with a loader of {saved}; this loader "
+            f"has {now}. Resuming would not replay the same batches: use the same loader "
+            "settings, or a fresh checkpoint directory"
+        )
+    if found.epoch > epochs or (found.epoch == epochs and found.batch > 0):
+        raise ValueError(
+            f"fit: the checkpoint {found.path} is past the end of this run (epoch "
+            f"{found.epoch + 1 if found.batch else found.epoch}, epochs={epochs}); ask for at "
+            "least that many epochs, or use a fresh checkpoint directory"
+        )
+    return found
+
+
 def fit(
     step: Callable[[TrainState, Any], tuple[TrainState, dict[str, torch.Tensor]]],
     state: TrainState,
@@ -92,6 +151,7 @@ def fit(
     eval_fn: Callable[[TrainState], dict[str, float]] | None = None,
     verbose: bool = True,
     stream: TextIO | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> tuple[TrainState, list[dict[str, Any]]]:
     """Train for ``epochs`` passes over ``loader``; returns ``(final_state, history)``.
 
@@ -104,26 +164,72 @@ def fit(
             ``evaluate``); its results and its time (``eval_seconds``) join the epoch's log.
         verbose: draw a progress bar on a terminal and print one line per epoch to ``stream``
             (default stderr).
+        checkpoint: a ``train.Checkpointer``. When its directory holds a valid checkpoint, the
+            run resumes from it: ``state`` (pass the freshly initialised one, as usual) serves
+            only as the template its leaves must match; the state, epoch, batch within the
+            epoch, history and the partial epoch's log sums come from the checkpoint. The run
+            saves after every ``checkpoint.every_steps``-th global step and at the end of every
+            epoch (after ``eval_fn``). Needs a ``data.Loader`` (it replays an epoch from any
+            batch) and a loader with the settings the checkpoint was written with.
 
     Returns:
         The final state and one dict per epoch: ``epoch``, ``loss`` (mean over the epoch's batches,
         weighted by batch size, as Keras reports it), ``epoch_seconds`` (wall clock),
         ``epoch_cpu_seconds`` (process CPU time, all threads), ``steps``, the mean of every
         other value the step logged, and the evaluation results if ``eval_fn`` was given.
+
+    A resumed run is exact: its final state and its history's logged values are bit-identical to
+    those of an uninterrupted run whose step runs the same code (``compile=False``, or ``True``
+    on both). Under ``compile="auto"`` the switch to the compiled step depends on measured step
+    times and on the steps left, so a resumed run may switch at another step than the
+    uninterrupted one and agree with it to rounding only. ``epoch_seconds`` of a resumed epoch
+    adds the time before its checkpoint to the time after the resume.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be an int >= 1, got {epochs!r}")
     stream = stream if stream is not None else sys.stderr
     history: list[dict[str, Any]] = []
     total = len(loader) if hasattr(loader, "__len__") else None
+    done_epochs, first_batch = 0, 0
+    resumed_sums: dict[str, MeanState] = {}
+    resumed_elapsed = (0.0, 0.0)
+    loader_epoch = global_step = 0
+    settings: dict[str, Any] = {}
+    if checkpoint is not None:
+        found = _resume(checkpoint, state, loader, epochs)
+        settings = _loader_settings(loader)
+        loader_epoch, global_step = getattr(loader, "epoch", 0), _global_step(state)
+        if found is not None:
+            state, history = found.state, list(found.history)
+            done_epochs, first_batch, loader_epoch = found.epoch, found.batch, found.loader_epoch
+            resumed_sums, resumed_elapsed = dict(found.sums), found.elapsed
+            global_step = found.step
+            if verbose:
+                stream.write(
+                    f"resuming from {found.path}: step {found.step}, epoch {found.epoch + 1} "
+                    f"at batch {found.batch}\n"
+                )
+                stream.flush()
     if total is not None and hasattr(step, "plan"):
-        step.plan(epochs * total)  # an AutoCompile step compiles only if the run pays it back
-    for epoch in range(1, epochs + 1):
+        # An AutoCompile step compiles only if the rest of the run pays it back.
+        step.plan(max(epochs * total - (done_epochs * total + first_batch), 0))
+    every = checkpoint.every_steps if checkpoint is not None else None
+    for epoch in range(done_epochs + 1, epochs + 1):
         bar = ProgressBar(total, f"epoch {epoch}/{epochs}", stream) if verbose else None
-        sums: dict[str, MeanState] = {}
-        steps = 0
-        start, cpu_start = time.perf_counter(), time.process_time()
-        for batch in loader:
+        sums, steps = resumed_sums, first_batch
+        start = time.perf_counter() - resumed_elapsed[0]
+        cpu_start = time.process_time() - resumed_elapsed[1]
+        resumed_sums, resumed_elapsed, first_batch = {}, (0.0, 0.0), 0
+        if bar is not None:
+            bar.n = steps
+        if checkpoint is not None:
+            this_loader_epoch = loader_epoch
+            loader.set_epoch(this_loader_epoch + 1)  # where iter() would leave it
+            loader_epoch += 1
+            batches: Iterable = loader.epoch_batches(this_loader_epoch, start=steps)
+        else:
+            batches = loader
+        for batch in batches:
             state, logs = step(state, batch)
             size = _batch_size(batch)
             for k, v in logs.items():
@@ -131,6 +237,23 @@ def fit(
             steps += 1
             if bar is not None:
                 bar.update(1, lambda s=sums: f"loss {mean_result(s['loss']):.4g}")
+            if checkpoint is not None:
+                global_step += 1
+                # The epoch's last step is saved by the end-of-epoch checkpoint just after.
+                if every and global_step % every == 0 and (total is None or steps < total):
+                    checkpoint.save(
+                        Checkpoint(
+                            state,
+                            global_step,
+                            epoch=epoch - 1,
+                            batch=steps,
+                            loader_epoch=this_loader_epoch,
+                            history=history,
+                            sums=sums,
+                            elapsed=(time.perf_counter() - start, time.process_time() - cpu_start),
+                            loader=settings,
+                        )
+                    )
         if steps == 0:
             raise ValueError(
                 "fit: the loader yielded no batch (is it empty, or drop_remainder with too few rows?)"
@@ -152,6 +275,20 @@ def fit(
         if verbose:
             stream.write(f"epoch {epoch}/{epochs} · {_fmt(record)}\n")
             stream.flush()
+        if checkpoint is not None:
+            checkpoint.save(
+                Checkpoint(
+                    state,
+                    global_step,
+                    epoch=epoch,
+                    batch=0,
+                    loader_epoch=loader_epoch,
+                    history=history,
+                    loader=settings,
+                )
+            )
+    if checkpoint is not None:
+        loader.set_epoch(loader_epoch)  # as an uninterrupted run leaves it
     return state, history
 
 
