@@ -27,7 +27,13 @@ import numpy as np
 import torch
 
 from ..serialization import load_tree, save_tree
-from .brute_force import _check_identifiers, _check_k, _check_queries, brute_force_top_k
+from .brute_force import (
+    _check_candidates,
+    _check_identifiers,
+    _check_k,
+    _check_queries,
+    brute_force_top_k,
+)
 
 __all__ = ["ApproximateIndex", "Faiss", "ScaNN"]
 
@@ -53,22 +59,7 @@ class ApproximateIndex:
     def __init__(
         self, candidates: torch.Tensor, identifiers: torch.Tensor | None, keep_candidates: bool
     ) -> None:
-        if (
-            not isinstance(candidates, torch.Tensor)
-            or candidates.ndim != 2
-            or candidates.shape[0] == 0
-        ):
-            raise ValueError(
-                f"{self.name}: candidates must be a non-empty [N, D] tensor, got "
-                f"{tuple(getattr(candidates, 'shape', ()))}"
-            )
-        if not candidates.is_floating_point():
-            raise TypeError(
-                f"{self.name}: candidates must be floating point, got {candidates.dtype}"
-            )
-        if not bool(torch.isfinite(candidates).all()):
-            bad = int((~torch.isfinite(candidates)).any(dim=1).nonzero()[0])
-            raise ValueError(f"{self.name}: candidates contain NaN or inf (first in row {bad})")
+        _check_candidates(candidates, self.name)
         n = candidates.shape[0]
         if identifiers is not None:
             _check_identifiers(identifiers, n, self.name)

@@ -326,22 +326,7 @@ class BruteForce:
     """
 
     def __init__(self, candidates: torch.Tensor, identifiers: torch.Tensor | None = None) -> None:
-        if (
-            not isinstance(candidates, torch.Tensor)
-            or candidates.ndim != 2
-            or candidates.shape[0] == 0
-        ):
-            raise ValueError(
-                f"BruteForce: candidates must be a non-empty [N, D] tensor, got "
-                f"{tuple(getattr(candidates, 'shape', ()))}"
-            )
-        if not candidates.is_floating_point():
-            raise TypeError(
-                f"BruteForce: candidates must be floating point, got {candidates.dtype}"
-            )
-        if not bool(torch.isfinite(candidates).all()):
-            bad = int((~torch.isfinite(candidates)).any(dim=1).nonzero()[0])
-            raise ValueError(f"BruteForce: candidates contain NaN or inf (first in row {bad})")
+        _check_candidates(candidates, "BruteForce")
         if identifiers is not None:
             _check_identifiers(identifiers, candidates.shape[0], "BruteForce")
         self.candidates = candidates
@@ -379,6 +364,20 @@ class BruteForce:
             raise ValueError(f"BruteForce.load: {path} holds no BruteForce index")
         body = tree["brute_force"]
         return cls(body["candidates"], body.get("identifiers"))
+
+
+def _check_candidates(candidates: torch.Tensor, who: str) -> None:
+    """A non-empty ``[N, D]`` floating-point tensor without NaN or inf (the first bad row named)."""
+    if not isinstance(candidates, torch.Tensor) or candidates.ndim != 2 or candidates.shape[0] == 0:
+        raise ValueError(
+            f"{who}: candidates must be a non-empty [N, D] tensor, got "
+            f"{tuple(getattr(candidates, 'shape', ()))}"
+        )
+    if not candidates.is_floating_point():
+        raise TypeError(f"{who}: candidates must be floating point, got {candidates.dtype}")
+    if not bool(torch.isfinite(candidates).all()):
+        bad = int((~torch.isfinite(candidates)).any(dim=1).nonzero()[0])
+        raise ValueError(f"{who}: candidates contain NaN or inf (first in row {bad})")
 
 
 def _check_identifiers(identifiers: torch.Tensor, n: int, who: str) -> None:
