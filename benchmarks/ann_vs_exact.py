@@ -34,6 +34,7 @@ from torchrs_fn.index import Faiss, ScaNN, brute_force_top_k
 # name -> (class, settings); the ScaNN settings are ScaNN's recipe for about 1M points.
 CONFIGS: dict[str, tuple[type, dict[str, Any]]] = {
     "scann": (ScaNN, {"num_leaves": 2000, "num_leaves_to_search": 100, "reorder": 250}),
+    "scann_r100": (ScaNN, {"num_leaves": 2000, "num_leaves_to_search": 100, "reorder": 100}),
     "scann_fast": (ScaNN, {"num_leaves": 2000, "num_leaves_to_search": 50, "reorder": 200}),
     "faiss_ivf": (Faiss, {"kind": "ivf", "nlist": 4096, "nprobe": 64}),
     "faiss_hnsw": (Faiss, {"kind": "hnsw", "hnsw_m": 32, "ef_search": 256}),

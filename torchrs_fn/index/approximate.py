@@ -256,7 +256,7 @@ class ScaNN(ApproximateIndex):
         reorder: int = 250,
         dimensions_per_block: int = 2,
         anisotropic_quantization_threshold: float = 0.2,
-        training_sample_size: int = 100_000,
+        training_sample_size: int = 250_000,
         keep_candidates: bool = True,
     ) -> None:
         super().__init__(candidates, identifiers, keep_candidates)
