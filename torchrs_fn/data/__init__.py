@@ -2,6 +2,8 @@
 
 * ``Loader`` — seeded shuffle and batching of a ``pyarrow.Table`` / Parquet files into
   ``dict[str, torch.Tensor]``, zero-copy where the column allows.
+* ``ParquetLoader`` — the same batches streamed from a Parquet dataset larger than memory: row
+  groups in a seeded order, a bounded shuffle buffer, shards by rank, resumable mid-epoch.
 * ``StringLookup`` / ``IntegerLookup`` — Keras-style vocabularies, fitted and applied with
   ``pyarrow.compute``.
 * ``random_split`` — seeded split of a table into parts by fractions or counts.
@@ -34,6 +36,7 @@ from .preprocessing import (
 )
 from .sampling import NegativeSampler, UserPositives, sample_listwise, sequence_examples
 from .split import leave_last_n_out, per_user_temporal_split, random_split, temporal_split
+from .streaming import ParquetLoader
 
 __all__ = [
     "Discretization",
@@ -45,6 +48,7 @@ __all__ = [
     "pad_lists",
     "IntegerLookup",
     "Loader",
+    "ParquetLoader",
     "StringLookup",
     "datasets",
     "random_split",
