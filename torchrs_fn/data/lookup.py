@@ -210,6 +210,10 @@ class _IndexLookup:
                 arr = pa.array(values)
             except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
                 raise TypeError(f"{what} must hold {cls._what()} only: {e}") from None
+            except OverflowError:
+                raise ValueError(
+                    f"{what} holds an integer outside the 64-bit range, which no id can stand for"
+                ) from None
         else:
             raise TypeError(
                 f"{what} must be a pyarrow Array/ChunkedArray, a numpy array or a list, got "
@@ -337,6 +341,8 @@ class _IndexLookup:
                 arr = pa.array(ids)
             except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
                 raise TypeError(f"ids must be integers: {e}") from None
+            except OverflowError:
+                raise ValueError("ids holds an integer outside the 64-bit range") from None
         if not (pa.types.is_integer(arr.type) or pa.types.is_null(arr.type)):
             raise TypeError(f"ids must be integers, got type {arr.type}")
         if arr.null_count:

@@ -112,6 +112,12 @@ class UserPositives:
             raise ValueError(f"users and items differ in length: {len(u)} vs {len(i)}")
         self.num_users = self._size(num_users, u, "num_users", "users")
         self.num_items = self._size(num_items, i, "num_items", "items")
+        if self.num_users * self.num_items > np.iinfo(np.int64).max:
+            raise ValueError(
+                f"num_users={self.num_users} times num_items={self.num_items} exceeds the int64 "
+                "range of the (user, item) keys; map users and items to dense ids with "
+                "data.IntegerLookup first"
+            )
         keys = np.unique(u * self.num_items + i)  # sorted, distinct (user, item) pairs
         self._keys = torch.from_numpy(keys)
         self.items = torch.from_numpy(keys % self.num_items)
@@ -566,7 +572,13 @@ def sequence_examples(
             "pyarrow.compute.cast(column, pyarrow.int64())"
         )
     check_no_nulls(items_column, item, "item")
-    items = items_column.combine_chunks().to_numpy().astype(np.int64, copy=False)
+    items = items_column.combine_chunks().to_numpy()
+    if items.dtype == np.uint64 and len(items) and items.max() > np.iinfo(np.int64).max:
+        raise ValueError(
+            f"column {item!r} (item) holds id {int(items.max())}, beyond the int64 range of the "
+            "output; map the ids to a dense range with data.IntegerLookup first"
+        )
+    items = items.astype(np.int64, copy=False)
     times = time_values(table.column(timestamp), timestamp)
     codes, num_users = group_codes(table.column(user), user)
     groups = sorted_groups(codes, num_users, times)

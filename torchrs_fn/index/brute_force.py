@@ -244,6 +244,7 @@ def brute_force_top_k(
     identifiers: torch.Tensor | None = None,
     exclusions: torch.Tensor | None = None,
     chunk_size: int | None = None,
+    _candidates_checked: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` highest dot-product scores of each query over all candidates (exact).
 
@@ -271,6 +272,8 @@ def brute_force_top_k(
         )
     n, d = candidates.shape
     _check_queries(queries, d, who)
+    if not _candidates_checked:  # BruteForce checked its candidates once, when it was built
+        _check_candidates(candidates, who)
     _check_k(k, n, who)
     if identifiers is not None and (
         not isinstance(identifiers, torch.Tensor) or identifiers.shape != (n,)
@@ -334,7 +337,9 @@ class BruteForce:
 
     def __call__(self, queries: torch.Tensor, k: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, D]`` queries -> ``(scores [B, k], ids [B, k])``, best first."""
-        return brute_force_top_k(queries, self.candidates, k, identifiers=self.identifiers)
+        return brute_force_top_k(
+            queries, self.candidates, k, identifiers=self.identifiers, _candidates_checked=True
+        )
 
     def query_with_exclusions(
         self, queries: torch.Tensor, exclusions: torch.Tensor, k: int = 10
@@ -346,7 +351,12 @@ class BruteForce:
         ``data.UserPositives.padded(users)`` for the items each user already rated).
         """
         return brute_force_top_k(
-            queries, self.candidates, k, identifiers=self.identifiers, exclusions=exclusions
+            queries,
+            self.candidates,
+            k,
+            identifiers=self.identifiers,
+            exclusions=exclusions,
+            _candidates_checked=True,
         )
 
     def save(self, path: str | os.PathLike) -> None:

@@ -94,7 +94,10 @@ def _check_embeddings(q: torch.Tensor, c: torch.Tensor) -> None:
 def _check_ks(ks: Sequence[int], n: int, what: str = "candidates, N") -> tuple[int, ...]:
     if isinstance(ks, int):
         raise TypeError(f"ks must be a sequence of ints, e.g. ({ks},), got {ks!r}")
-    ks = tuple(int(k) for k in ks)
+    ks = tuple(ks)
+    if any(isinstance(k, bool) or not hasattr(k, "__index__") for k in ks):
+        raise TypeError(f"ks must hold ints, got {ks!r}")
+    ks = tuple(k.__index__() for k in ks)
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
     if max(ks) > n:

@@ -64,6 +64,11 @@ def _check(q: torch.Tensor, c: torch.Tensor, sample_weight, sampling_probability
             f"retrieval_loss: query_embeddings and candidate_embeddings must be 2-D [B, D] and "
             f"[N, D], got shapes {tuple(q.shape)} and {tuple(c.shape)}"
         )
+    if q.shape[0] == 0:
+        raise ValueError(
+            f"retrieval_loss: query_embeddings has no rows (shape {tuple(q.shape)}); a batch "
+            "needs at least one query"
+        )
     if q.shape[1] != c.shape[1]:
         raise ValueError(
             f"retrieval_loss: embedding sizes differ: query_embeddings {tuple(q.shape)} vs "

@@ -118,6 +118,8 @@ class Hashing:
             array of the input's shape, or a torch tensor on the input's device.
         """
         flat, layout = unpack(values, "values")
+        if pa.types.is_null(flat.type):
+            flat = flat.cast(pa.string())
         t = flat.type
         is_string = (
             pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)

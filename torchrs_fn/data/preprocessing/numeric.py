@@ -207,7 +207,16 @@ def _interpolated_quantiles(sorted_values: np.ndarray, q: np.ndarray) -> np.ndar
     """Quantiles by linear interpolation with the i-th smallest of n values at ``i / n``
     (Hyndman & Fan type 4; numpy's ``interpolated_inverted_cdf``), clamped at the ends."""
     n = len(sorted_values)
-    return np.interp(q, np.arange(1, n + 1) / n, sorted_values)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.interp(q, np.arange(1, n + 1) / n, sorted_values)
+    overflow = ~np.isfinite(out)
+    if overflow.any():
+        pos = np.clip(q[overflow] * n - 1, 0, n - 1)
+        lo = np.floor(pos).astype(np.int64)
+        a, b = sorted_values[lo], sorted_values[np.minimum(lo + 1, n - 1)]
+        t = pos - lo
+        out[overflow] = np.where(a == b, a, a * (1 - t) + b * t)
+    return out
 
 
 def _keras_compress(summary: np.ndarray, epsilon: float) -> np.ndarray:

@@ -131,7 +131,7 @@ def _ngrams(
             gram = tokens.take(pa.array(starts))
         else:
             parts = [tokens.take(pa.array(starts + j)) for j in range(width)]
-            gram = pc.binary_join_element_wise(*parts, " ")
+            gram = pc.binary_join_element_wise(*parts, pa.scalar(" ", tokens.type))
         strings.append(pc.cast(gram, pa.large_string()))
         parents.append(parent[starts])
         kinds.append(np.full(len(starts), k))
