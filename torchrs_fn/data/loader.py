@@ -77,6 +77,25 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
+def _check_shard(rank: Any, world_size: Any) -> tuple[int, int]:
+    """``(rank, world_size)``: as given, or ``torch.distributed``'s, or a single process."""
+    if rank is None and world_size is None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+    if rank is None or world_size is None:
+        raise ValueError(
+            f"rank and world_size go together: got rank={rank!r}, world_size={world_size!r}"
+        )
+    for name, v in (("rank", rank), ("world_size", world_size)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must be an int, got {v!r}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    return int(rank), int(world_size)
+
+
 def _check_columns(columns: Any) -> list[str] | None:
     if columns is None:
         return None
@@ -263,6 +282,12 @@ class Loader:
             happens only when CUDA is available.
         allow_nan: float columns holding NaN or infinity are an error by default (a NaN label
             or feature would silently poison training); pass True to load them as they are.
+        rank: data-parallel sharding: this process yields only rank ``rank``'s share of each
+            batch (see "Sharding" below). ``rank`` and ``world_size`` default to
+            ``torch.distributed``'s when a process group is initialised, else to a single
+            process (0 and 1); give both or neither. Pass ``rank=0, world_size=1`` for a loader
+            every rank reads whole (evaluation on rank 0 only, a sweep spread over ranks).
+        world_size: the number of ranks the batches are shared among (see ``rank``).
 
     Each column becomes a numpy array once, here: integers and floats without nulls are zero-copy
     views of the Arrow buffers, bools and variable-size lists are copied once. A column of lists
@@ -274,6 +299,17 @@ class Loader:
     new epoch: it uses ``self.epoch`` and then adds one to it; ``set_epoch(e)`` chooses the epoch
     the next ``iter()`` uses, like ``torch.utils.data.DistributedSampler.set_epoch``.
     ``epoch_batches(e, start=i)`` replays epoch ``e`` from its batch ``i`` (to resume training).
+
+    Sharding (``world_size`` W > 1): every rank computes the same permutation of the epoch and
+    cuts it into *global* batches of ``W * batch_size`` rows, exactly the batches of one process
+    with ``batch_size * W``. Global batch k is cut into W contiguous parts, part r being rank r's
+    batch k: ``batch_size`` rows each for a full batch; the last, partial global batch of m rows
+    is split as evenly as it goes (``m // W`` rows each, one more for the first ``m % W`` ranks).
+    Should it have fewer rows than ranks (0 < m < W), it is joined to the global batch before
+    it, so that no rank gets an empty batch. So every rank yields the same number of batches
+    (``len(loader)``), the ranks' rows are disjoint and together cover every row exactly once
+    per epoch; only the last batch may differ in size across ranks. ``drop_remainder`` drops a
+    last global batch shorter than ``W * batch_size``. Fewer rows than ranks is an error.
 
     Without shuffle and device the batch tensors share memory with the Arrow table (read-only:
     don't write into them). With shuffle each batch is a gather of a contiguous slice of the
@@ -293,8 +329,11 @@ class Loader:
         device: str | torch.device | None = None,
         pin_memory: bool | None = None,
         allow_nan: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
     ) -> None:
         self.batch_size = _check_batch_size(batch_size)
+        self.rank, self.world_size = _check_shard(rank, world_size)
         self.seed = _check_seed(seed)
         self.shuffle = bool(shuffle)
         self.drop_remainder = bool(drop_remainder)
@@ -321,10 +360,16 @@ class Loader:
         self._dtypes = {k: torch.from_numpy(a[:0]).dtype for k, a in self._arrays.items()}
         # Keep the table alive: the zero-copy arrays point into its buffers.
         self._table = table
-        if self.drop_remainder and self.num_rows < self.batch_size:
+        if self.drop_remainder and self.num_rows < self.batch_size * self.world_size:
+            per = "" if self.world_size == 1 else f" x world_size={self.world_size}"
             raise ValueError(
-                f"drop_remainder=True with batch_size={self.batch_size} > {self.num_rows} rows "
-                "would yield no batch at all"
+                f"drop_remainder=True with batch_size={self.batch_size}{per} > {self.num_rows} "
+                "rows would yield no batch at all"
+            )
+        if self.num_rows < self.world_size:
+            raise ValueError(
+                f"the source has {self.num_rows} rows, fewer than world_size={self.world_size} "
+                "ranks: some rank would get no row at all"
             )
         self.epoch = 0
 
@@ -335,10 +380,30 @@ class Loader:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        """Batches per epoch."""
+        """Batches per epoch (of this rank: every rank has as many)."""
+        span = self.batch_size * self.world_size
         if self.drop_remainder:
-            return self.num_rows // self.batch_size
-        return math.ceil(self.num_rows / self.batch_size)
+            return self.num_rows // span
+        n = math.ceil(self.num_rows / span)
+        tail = self.num_rows - (n - 1) * span
+        if n > 1 and tail < self.world_size:
+            n -= 1  # a tail with fewer rows than ranks joins the global batch before it
+        return n
+
+    def _rows(self, b: int) -> tuple[int, int]:
+        """``[start, stop)`` of this rank's batch ``b`` in the epoch's row order."""
+        span = self.batch_size * self.world_size
+        start = b * span
+        stop = min(start + span, self.num_rows)
+        if not self.drop_remainder and b == len(self) - 1:
+            stop = self.num_rows  # may hold a tail joined to it (see __len__)
+        if self.world_size == 1:
+            return start, stop
+        m = stop - start
+        q, extra = divmod(m, self.world_size)
+        r = self.rank
+        first = start + r * q + min(r, extra)
+        return first, first + q + (1 if r < extra else 0)
 
     def permutation(self, epoch: int) -> np.ndarray:
         """The row order of ``epoch``: ``[num_rows]`` int64 (``arange`` without shuffle)."""
@@ -370,9 +435,8 @@ class Loader:
     def _epoch_batches(self, epoch: int, first: int = 0) -> Iterator[Any]:
         order = self.permutation(epoch) if self.shuffle else None
         pin = self.device is not None and self.pin_memory and torch.cuda.is_available()
-        bs = self.batch_size
         for b in range(first, len(self)):
-            start, stop = b * bs, min((b + 1) * bs, self.num_rows)
+            start, stop = self._rows(b)
             if order is None:
                 batch = {k: torch.from_numpy(a[start:stop]) for k, a in self._arrays.items()}
                 if pin:
@@ -404,7 +468,8 @@ class Loader:
         return (
             f"Loader(num_rows={self.num_rows}, batch_size={self.batch_size}, "
             f"batches={len(self)}, shuffle={self.shuffle}, seed={self.seed}, epoch={self.epoch}, "
-            f"drop_remainder={self.drop_remainder}, columns={shapes}, device={self.device})"
+            f"drop_remainder={self.drop_remainder}, columns={shapes}, device={self.device}"
+            + (f", rank={self.rank}, world_size={self.world_size})" if self.world_size > 1 else ")")
         )
 
     @property

@@ -212,9 +212,11 @@ class ParquetLoader:
             ``max(shuffle_buffer, batch_size) + batch_size + largest row group`` rows of the loaded
             columns (fewer if the shard is smaller); on top of it come half a buffer while it is
             refilled and the one row group being read. It does not grow with the dataset.
-        rank, world_size: this process's shard: it reads the row groups at positions ``rank,
-            rank + world_size, ...`` of the epoch's order. Default: ``torch.distributed``'s rank and
-            world size when it is initialised, else 0 and 1.
+        rank: this process's shard: it reads the row groups at positions ``rank,
+            rank + world_size, ...`` of the epoch's order. Default: ``torch.distributed``'s rank
+            when it is initialised, else 0.
+        world_size: the number of shards. Default: ``torch.distributed``'s world size when it is
+            initialised, else 1.
         drop_last: drop the short last batch, and make every rank yield the same number of batches:
             ``min`` over ranks of their full batches (see "Ranks" below).
         device: where batches go, e.g. ``"cuda"`` (moved with ``non_blocking=True``); CPU by

@@ -1,6 +1,7 @@
-"""Training: compiled train/eval steps, the ``fit`` / ``evaluate`` loops, checkpoints and vmapped
-``sweep``s."""
+"""Training: compiled train/eval steps, the ``fit`` / ``evaluate`` loops, checkpoints, vmapped
+``sweep``s and data parallelism (``train.distributed``)."""
 
+from . import distributed as distributed
 from .autocompile import AutoCompile
 from .checkpoint import Checkpoint, Checkpointer
 from .loop import ProgressBar, evaluate, fit
@@ -24,3 +25,5 @@ __all__ = [
     "stack_states",
     "SweepResult",
 ]
+# ``train.distributed`` is a submodule (imported above so that ``train.distributed`` works), not
+# a name in ``__all__``: its functions are host-side collectives, listed in its own ``__all__``.

@@ -17,6 +17,7 @@ import torch
 from .. import tree
 from ..metrics.aggregate import MeanState, mean_init, mean_result, mean_update
 from ..metrics.ranking import AUCState, MetricTerms, RootMeanTerms, auc_merge, auc_result
+from . import distributed
 from .checkpoint import Checkpoint, Checkpointer
 from .step import TrainState
 
@@ -174,7 +175,8 @@ def fit(
 
     Returns:
         The final state and one dict per epoch: ``epoch``, ``loss`` (mean over the epoch's batches,
-        weighted by batch size, as Keras reports it), ``epoch_seconds`` (wall clock),
+        weighted by batch size, as Keras reports it; over a loader sharded across ranks, the
+        mean over every rank's batches), ``epoch_seconds`` (wall clock),
         ``epoch_cpu_seconds`` (process CPU time, all threads), ``steps``, the mean of every
         other value the step logged, and the evaluation results if ``eval_fn`` was given.
 
@@ -259,7 +261,13 @@ def fit(
                 "fit: the loader yielded no batch (is it empty, or drop_remainder with too few rows?)"
             )
         record: dict[str, Any] = {"epoch": epoch}
-        record.update({k: mean_result(s) for k, s in sums.items()})
+        if distributed._is_sharded(loader):
+            # A sharded loader's ranks each saw a share: report the mean over all of them.
+            record.update(
+                {k: mean_result(s) for k, s in distributed.merge_accumulators(sums).items()}
+            )
+        else:
+            record.update({k: mean_result(s) for k, s in sums.items()})
         if not math.isfinite(record.get("loss", 0.0)):
             raise FloatingPointError(f"fit: the loss became {record['loss']} in epoch {epoch}")
         record["epoch_seconds"] = time.perf_counter() - start
@@ -311,6 +319,10 @@ def evaluate(
       the square root of that mean;
     - ``metrics.AUCState`` (a batch's examples): the exact AUC of all examples.
 
+    Over a ``data.Loader`` sharded across ranks (``train.distributed``) the accumulators are
+    merged across ranks before the results are read, so every rank returns the metrics of the
+    whole data.
+
     Returns ``{name: float}``.
     """
     bar = (
@@ -350,6 +362,8 @@ def evaluate(
         bar.close()
     if not sums:
         raise ValueError("evaluate: the loader yielded no batch")
+    if distributed._is_sharded(loader):
+        sums = distributed.merge_accumulators(sums)  # every rank's examples
     results = {}
     for k, s in sums.items():
         if isinstance(s, AUCState):

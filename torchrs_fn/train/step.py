@@ -22,6 +22,7 @@ from .. import random, tree
 from .._transforms import differentiating_levels, inside_transforms
 from ..models.base import Params, loss_fn_of
 from ..optim.base import GradientTransformation, apply_updates, hparam
+from . import distributed as _distributed
 from .autocompile import AutoCompile
 
 __all__ = [
@@ -233,6 +234,7 @@ def make_train_step(
     *,
     compile: bool | str | dict = "auto",
     precision: str = "fp32",
+    distributed: bool | str = "auto",
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Logs]]:
     """Build ``step(state, batch) -> (new_state, logs)``.
 
@@ -256,6 +258,14 @@ def make_train_step(
             reductions, softmax and losses in float32. On a CPU with AVX-512 BF16 / AMX or on a
             GPU this is several times faster for dense layers; results differ from float32 at
             bfloat16's 3 significant digits per product, so compare metrics, not bits.
+        distributed: data parallelism (``train.distributed``). When a process group of several
+            ranks is initialised as the step is built, the gradients are all-reduced across
+            ranks before the optimizer update (``distributed.average_gradients``): ``"auto"``
+            (default) and ``True`` average them, ``"sum"`` adds them up (see
+            ``train.distributed`` for what 2 ranks x batch B then equal), False never
+            reduces. In a single process every choice changes nothing. ``"auto"`` leaves a
+            vmapped (sweep) step alone; under data parallelism ``compile="auto"`` runs eagerly
+            (each rank would time its steps and switch on its own; pass ``True`` to compile).
 
     ``logs`` holds ``"loss"`` and whatever the loss function reported, as 0-d tensors (no host
     sync inside the step). They are not detached: under an outer ``torch.func`` transform (a
@@ -263,6 +273,16 @@ def make_train_step(
     """
     loss_fn, takes_hparams = _as_loss_fn(loss)
     _check_precision(precision, "make_train_step")
+    reduce = _distributed.resolve_gradient_reduction(distributed, "make_train_step")
+    if reduce is not None:
+        if compile == "auto":
+            compile = False
+        optimizer = _distributed.average_gradients(
+            optimizer,
+            reduce=reduce,
+            outside_compile=compile is not False,
+            _skip_under_vmap=distributed == "auto",
+        )
 
     def with_aux(params: Params, batch: Batch, hp: dict) -> tuple[torch.Tensor, Logs]:
         with _precision_context(precision, params):
