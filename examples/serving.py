@@ -92,7 +92,7 @@ def build(name: str, candidates: torch.Tensor) -> Any:
             candidates, num_leaves=leaves, num_leaves_to_search=max(10, leaves // 20), reorder=100
         )
     if name == "faiss_ivf":
-        return index.Faiss(candidates, kind="ivf", nlist=leaves, nprobe=max(4, leaves // 32))
+        return index.Faiss(candidates, kind="ivf", nlist=leaves, nprobe=max(16, leaves // 32))
     if name == "faiss_hnsw":
         return index.Faiss(candidates, kind="hnsw", hnsw_m=16, ef_search=64)
     raise ValueError(f"unknown index {name!r}")
