@@ -147,10 +147,13 @@ def _chunk_scores(
         return scores
     w = scores.shape[1]
     local = exclude - start
-    local = torch.where((local >= 0) & (local < w), local, torch.full_like(local, w))
-    hit = torch.zeros(scores.shape[0], w + 1, dtype=torch.bool, device=scores.device)
-    hit = hit.scatter(1, local, torch.ones_like(local, dtype=torch.bool))
-    return scores.masked_fill(hit[:, :w], -math.inf)
+    inside = (local >= 0) & (local < w)
+    # One scatter of B x E entries, in place, instead of a [B, N] mask: an excluded row in this
+    # chunk takes min(score, -inf) = -inf; any other entry (padding, another chunk's row) is
+    # aimed at column 0 with +inf, which leaves it unchanged. Duplicates are harmless.
+    fill = torch.full_like(local, 0, dtype=scores.dtype).masked_fill(inside, -math.inf)
+    fill = fill.masked_fill(~inside, math.inf)
+    return scores.scatter_reduce_(1, torch.where(inside, local, 0), fill, reduce="amin")
 
 
 def _score_chunks(
