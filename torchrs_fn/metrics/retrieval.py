@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import torch
 
-from .._transforms import host_checks_allowed
+from .._transforms import host_checks_allowed, inside_transforms
 
 __all__ = [
     "DEFAULT_KS",
@@ -141,16 +141,27 @@ def _chunk_scores(
     q: torch.Tensor, c: torch.Tensor, exclude: torch.Tensor, start: int, width: int
 ) -> torch.Tensor:
     """``[b, w]`` scores of ``q`` against candidate rows ``start .. start + w``, with the rows in
-    ``exclude [b, E]`` at -inf."""
-    scores = q @ c[start : start + width].T
+    ``exclude [b, E]`` (padded with -1) at -inf.
+
+    Exclusions cost one scatter of ``b x E`` entries, never a ``[b, w]`` mask. Eagerly the scores
+    are written into a buffer one column wider, and every entry that is not an excluded row of
+    this chunk (padding, another chunk's row) lands in that spare column. Under ``torch.compile``
+    and ``vmap`` (no ``out=`` there) an excluded row takes ``min(score, -inf)`` and any other
+    entry ``min(score, +inf)``, which leaves it unchanged. Duplicates are harmless either way.
+    """
+    cand = c[start : start + width]
     if exclude.shape[1] == 0:
-        return scores
-    w = scores.shape[1]
+        return q @ cand.T
+    w = cand.shape[0]
     local = exclude - start
     inside = (local >= 0) & (local < w)
-    # One scatter of B x E entries, in place, instead of a [B, N] mask: an excluded row in this
-    # chunk takes min(score, -inf) = -inf; any other entry (padding, another chunk's row) is
-    # aimed at column 0 with +inf, which leaves it unchanged. Duplicates are harmless.
+    plain = not (inside_transforms() or q.requires_grad or cand.requires_grad)
+    if plain and host_checks_allowed(q, cand, exclude):
+        buffer = q.new_empty(q.shape[0], w + 1)
+        torch.mm(q, cand.T, out=buffer[:, :w])
+        buffer.scatter_(1, torch.where(inside, local, w), -math.inf)
+        return buffer[:, :w]
+    scores = q @ cand.T
     fill = torch.full_like(local, 0, dtype=scores.dtype).masked_fill(inside, -math.inf)
     fill = fill.masked_fill(~inside, math.inf)
     return scores.scatter_reduce_(1, torch.where(inside, local, 0), fill, reduce="amin")
