@@ -23,7 +23,9 @@ Embeddings: the clustered data of ``topk_vs_faiss.make_data`` (1,000 Gaussian ce
 noise).
 
 How: the two calls alternate, ``--repeats`` times each after one warm-up of each; the figure is
-the median, and ``ratio = with / without``. If a ratio exceeds ``--profile-above`` (1.5, the
+the median, and ``ratio = with / without`` (medians); ``ratio_paired_median`` is the median of
+each with-call over the without-call just before it, which a drift of the machine's speed
+between calls does not move. If a ratio exceeds ``--profile-above`` (1.5, the
 issue's bound), the call with exclusions is profiled once (``torch.profiler``, CPU) and the top
 operators by self CPU time are printed to stderr and saved in the JSON line (``profile``).
 
@@ -224,6 +226,11 @@ def time_case(case: dict[str, Any], repeats: int) -> dict[str, Any]:
         "without_all_seconds": times["without"],
         "with_all_seconds": times["with"],
         "ratio": statistics.median(times["with"]) / statistics.median(times["without"]),
+        # Each with-call's time over the without-call just before it: robust to the machine's
+        # speed drifting between calls (the two alternate).
+        "ratio_paired_median": statistics.median(
+            w / wo for w, wo in zip(times["with"], times["without"], strict=True)
+        ),
         "top_100_without": float(plain["top_100"].mean()),
         "top_100_with": float(excl["top_100"].mean()),
     }
@@ -338,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torchrs_fn: {lib['path']} (commit {lib.get('git_commit')}, uncommitted changes: "
           f"{lib.get('uncommitted_changes')}, retrieval.py sha1 {lib['files_sha1']})")  # fmt: skip
     print(f"{'scale':14s} {'B x N x D':>22s} {'excl mean/width':>16s} {'without s':>10s} "
-          f"{'with s':>8s} {'ratio':>6s} {'load':>11s} {'others s':>8s}")  # fmt: skip
+          f"{'with s':>8s} {'ratio':>6s} {'paired':>6s} {'load':>11s} {'others s':>8s}")  # fmt: skip
     for name in SCALES:
         if name not in line:
             continue
@@ -347,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         ex = f"{r['exclusions']['mean']:.0f}/{r['exclusions']['width']}"
         print(
             f"{name:14s} {shape:>22s} {ex:>16s} {r['without_seconds']:10.3f} "
-            f"{r['with_seconds']:8.3f} {r['ratio']:6.2f} {r['load'][0]:5.2f}-{r['load'][1]:5.2f} "
+            f"{r['with_seconds']:8.3f} {r['ratio']:6.2f} {r['ratio_paired_median']:6.2f} {r['load'][0]:5.2f}-{r['load'][1]:5.2f} "
             f"{r.get('others_cpu_seconds', float('nan')):8.1f}"
         )
     return 0

@@ -114,7 +114,17 @@ class Streaming:
 
             dataset = ds.dataset(path, format="parquet")
             columns = [self.embedding_column, self.id_column]
-            return lambda: dataset.to_batches(columns=columns, batch_size=self.batch_rows)
+            # No pre-buffering and one batch / file of read-ahead: pyarrow's defaults keep about
+            # twice the file's size of Arrow memory alive while scanning (measured: 538 MiB for a
+            # 260 MiB file, 61 MiB without), for no measurable gain in a matmul-bound search.
+            scan = ds.ParquetFragmentScanOptions(pre_buffer=False)
+            return lambda: dataset.to_batches(
+                columns=columns,
+                batch_size=self.batch_rows,
+                fragment_scan_options=scan,
+                batch_readahead=1,
+                fragment_readahead=1,
+            )
         if _is_table(source):
             return lambda: source.to_batches(max_chunksize=self.batch_rows)
         if hasattr(source, "to_batches"):  # a pyarrow.dataset.Dataset
