@@ -28,6 +28,55 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy (all CPUs, ``/proc/stat``); None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_fraction(seconds: float = 5.0) -> float | None:
+    """Fraction of all CPUs busy over the next ``seconds`` (``/proc/stat``); None elsewhere."""
+    before = machine_busy_seconds()
+    time.sleep(seconds)
+    after = machine_busy_seconds()
+    if before is None or after is None:
+        return None
+    return (after - before) / (seconds * (os.cpu_count() or 1))
+
+
+def wait_for_quiet(
+    max_load: float | None, max_busy: float | None, max_wait: float, poll: float = 30.0
+) -> dict[str, float | None]:
+    """Waits (up to ``max_wait`` s, polling every ``poll`` s) while the 1-minute load average
+    exceeds ``max_load`` or the machine's CPUs are busier than ``max_busy`` (a fraction, sampled
+    over 5 s). Returns ``{"load_average", "busy_fraction", "waited_seconds"}`` as the run starts
+    (``busy_fraction`` is None when ``max_busy`` is None)."""
+    deadline = time.monotonic() + max_wait
+    waited = 0.0
+    while True:
+        load = os.getloadavg()[0]
+        busy = busy_fraction() if max_busy is not None else None
+        reasons = []
+        if max_load is not None and load > max_load:
+            reasons.append(f"load average {load:.2f} > {max_load}")
+        if max_busy is not None and busy is not None and busy > max_busy:
+            reasons.append(f"CPUs {busy:.0%} busy > {max_busy:.0%}")
+        if not reasons:
+            break
+        if time.monotonic() >= deadline:
+            log(f"  still {' and '.join(reasons)} after {max_wait:.0f} s: running anyway")
+            break
+        log(f"  {' and '.join(reasons)}: waiting {poll:.0f} s")
+        time.sleep(poll)
+        waited += poll
+    return {"load_average": load, "busy_fraction": busy, "waited_seconds": waited}
+
+
 def resolve_tf_python(explicit: str | None, flag: str) -> str:
     """The TensorFlow virtualenv's interpreter: ``explicit`` (from ``flag``), else
     ``.venv-tfrs/bin/python`` if it exists, else ``$TFRS_PYTHON``; exits with a hint otherwise."""

@@ -94,10 +94,12 @@ from _sidebyside import (
     cpu_model,
     git_commit,
     log,
+    machine_busy_seconds,
     package_version,
     resolve_tf_python,
     tf_env,
     usable_cpus,
+    wait_for_quiet,
 )
 
 try:
@@ -138,17 +140,6 @@ BF16_SPEED_TARGETS = {"dcn": 2.0}
 
 # --------------------------------------------------------------------------------------------
 # Running the programs.
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine has been busy (all CPUs, ``/proc/stat``); None elsewhere."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def run_json_lines(cmd: Sequence[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
@@ -196,41 +187,6 @@ def run_json_lines(cmd: Sequence[str], env: dict[str, str], timeout: float) -> d
         "process_cpu_seconds": cpu,
         "others_cpu_seconds": others,
     }
-
-
-def busy_fraction(seconds: float = 5.0) -> float | None:
-    """Fraction of all CPUs busy over the next ``seconds`` (``/proc/stat``); None elsewhere."""
-    before = machine_busy_seconds()
-    time.sleep(seconds)
-    after = machine_busy_seconds()
-    if before is None or after is None:
-        return None
-    return (after - before) / (seconds * (os.cpu_count() or 1))
-
-
-def wait_for_quiet(
-    max_load: float | None, max_busy: float | None, max_wait: float, poll: float = 30.0
-) -> dict[str, float | None]:
-    """Waits (up to ``max_wait`` s, polling every ``poll`` s) while the 1-minute load average
-    exceeds ``max_load`` or the machine's CPUs are busier than ``max_busy`` (a fraction, sampled
-    over 5 s); returns both figures as they were when the run starts."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        load = os.getloadavg()[0]
-        busy = busy_fraction() if max_busy is not None else None
-        reasons = []
-        if max_load is not None and load > max_load:
-            reasons.append(f"load average {load:.2f} > {max_load}")
-        if max_busy is not None and busy is not None and busy > max_busy:
-            reasons.append(f"CPUs {busy:.0%} busy > {max_busy:.0%}")
-        if not reasons:
-            break
-        if time.monotonic() >= deadline:
-            log(f"  still {' and '.join(reasons)} after {max_wait:.0f} s: running anyway")
-            break
-        log(f"  {' and '.join(reasons)}: waiting {poll:.0f} s")
-        time.sleep(poll)
-    return {"load_average": load, "busy_fraction": busy}
 
 
 def load_example(tutorial: str) -> types.ModuleType:

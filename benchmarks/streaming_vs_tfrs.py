@@ -69,7 +69,15 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from _sidebyside import cpu_model, log, package_version, resolve_tf_python, tf_env  # noqa: E402
+from _sidebyside import (  # noqa: E402
+    cpu_model,
+    log,
+    machine_busy_seconds,
+    package_version,
+    resolve_tf_python,
+    tf_env,
+    wait_for_quiet,
+)
 from topk_vs_faiss import agreement, make_data  # noqa: E402
 
 # --- data ----------------------------------------------------------------------------------------
@@ -245,50 +253,6 @@ def torch_side(args: argparse.Namespace) -> int:
 # --- running the sides ---------------------------------------------------------------------------
 
 
-def machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine has been busy (all CPUs, ``/proc/stat``); None elsewhere."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def busy_fraction(seconds: float = 5.0) -> float | None:
-    before = machine_busy_seconds()
-    time.sleep(seconds)
-    after = machine_busy_seconds()
-    if before is None or after is None:
-        return None
-    return (after - before) / (seconds * (os.cpu_count() or 1))
-
-
-def wait_for_quiet(max_load: float | None, max_busy: float | None, max_wait: float) -> dict:
-    """Waits while the 1-minute load average exceeds ``max_load`` or the CPUs are busier than
-    ``max_busy`` (sampled over 5 s), at most ``max_wait`` s; returns both as the run starts."""
-    deadline = time.monotonic() + max_wait
-    waited = 0.0
-    while True:
-        load = os.getloadavg()[0]
-        busy = busy_fraction() if max_busy is not None else None
-        reasons = []
-        if max_load is not None and load > max_load:
-            reasons.append(f"load average {load:.2f} > {max_load}")
-        if max_busy is not None and busy is not None and busy > max_busy:
-            reasons.append(f"CPUs {busy:.0%} busy > {max_busy:.0%}")
-        if not reasons:
-            break
-        if time.monotonic() >= deadline:
-            log(f"  still {' and '.join(reasons)} after {max_wait:.0f} s: running anyway")
-            break
-        log(f"  {' and '.join(reasons)}: waiting 20 s")
-        time.sleep(20)
-        waited += 20
-    return {"load_at_start": load, "busy_at_start": busy, "waited_seconds": waited}
-
-
 def run_child(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
     """Runs ``cmd``; returns its last stdout line (JSON) plus the machine's load around it."""
     log(f"$ {shlex.join(cmd)}")
@@ -371,7 +335,12 @@ def main(argv: list[str] | None = None) -> int:
         """Waits for a quiet machine, runs ``cmd``; runs it again (at most ``--retries`` more
         times) when other programs took more than ``--max-others`` of the CPUs meanwhile."""
         for attempt in range(args.retries + 1):
-            quiet = wait_for_quiet(args.max_load, args.max_busy, args.max_wait)
+            waited = wait_for_quiet(args.max_load, args.max_busy, args.max_wait, poll=20.0)
+            quiet = {
+                "load_at_start": waited["load_average"],
+                "busy_at_start": waited["busy_fraction"],
+                "waited_seconds": waited["waited_seconds"],
+            }
             result = {**run_child(cmd, env, args.timeout), **quiet, "attempts": attempt + 1}
             others = result.get("others_cpu_seconds")
             share = None

@@ -64,6 +64,7 @@ try:
 except ModuleNotFoundError:  # Not installed: use the checkout this script belongs to.
     sys.path.insert(0, str(BENCH_DIR.parent))
 
+from _sidebyside import log, machine_busy_seconds, wait_for_quiet  # noqa: E402
 from topk_vs_faiss import make_data  # noqa: E402
 
 from torchrs_fn import metrics  # noqa: E402
@@ -75,10 +76,6 @@ SCALES = {
     "large": (10_000, 100_000, 64, 100),
 }
 KS = (1, 5, 10, 50, 100)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def popularity(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -167,41 +164,6 @@ def make_case(name: str) -> dict[str, Any]:
             "positive_excluded_share": float((exclude == positives[:, None]).any(1).mean()),
         },
     }
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine has been busy (all CPUs, ``/proc/stat``); None elsewhere."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for_quiet(max_load: float | None, max_busy: float | None, max_wait: float) -> float:
-    """Waits (at most ``max_wait`` s) while the 1-minute load average exceeds ``max_load`` or the
-    CPUs were busier than ``max_busy`` (a fraction, over 5 s); returns the load average then."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        load = os.getloadavg()[0]
-        before = machine_busy_seconds()
-        time.sleep(5)
-        after = machine_busy_seconds()
-        busy = None if before is None or after is None else (after - before) / (5 * os.cpu_count())
-        reasons = []
-        if max_load is not None and load > max_load:
-            reasons.append(f"load average {load:.2f} > {max_load}")
-        if max_busy is not None and busy is not None and busy > max_busy:
-            reasons.append(f"CPUs {busy:.0%} busy > {max_busy:.0%}")
-        if not reasons:
-            return load
-        if time.monotonic() >= deadline:
-            log(f"  still {' and '.join(reasons)} after {max_wait:.0f} s: running anyway")
-            return load
-        log(f"  {' and '.join(reasons)}: waiting 20 s")
-        time.sleep(20)
 
 
 def time_case(case: dict[str, Any], repeats: int) -> dict[str, Any]:
@@ -313,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{name}: making data")
         case = make_case(name)
         for attempt in range(args.retries + 1):
-            load_start = wait_for_quiet(args.max_load, args.max_busy, args.max_wait)
+            load_start = wait_for_quiet(args.max_load, args.max_busy, args.max_wait, poll=20.0)[
+                "load_average"
+            ]
             log(f"{name}: timing (load average {load_start:.2f})")
             busy, cpu, wall = machine_busy_seconds(), time.process_time(), time.perf_counter()
             result = {
