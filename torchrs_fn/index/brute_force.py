@@ -159,6 +159,23 @@ def expand_ranges(starts: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return first + offset
 
 
+def _check_exclusions(exclusions: torch.Tensor, num_queries: int, who: str) -> None:
+    """A 2-D ``[B, E]`` integer tensor with one row per query."""
+    if not isinstance(exclusions, torch.Tensor) or exclusions.ndim != 2:
+        shape = (
+            tuple(exclusions.shape)
+            if isinstance(exclusions, torch.Tensor)
+            else type(exclusions).__name__
+        )
+        raise ValueError(f"{who}: exclusions must be a 2-D [B, E] integer tensor, got {shape}")
+    if exclusions.is_floating_point() or exclusions.dtype == torch.bool:
+        raise TypeError(f"{who}: exclusions must be integers, got {exclusions.dtype}")
+    if exclusions.shape[0] != num_queries:
+        raise ValueError(
+            f"{who}: exclusions has {exclusions.shape[0]} rows, but there are {num_queries} queries"
+        )
+
+
 def exclusion_rows(
     exclusions: torch.Tensor,
     num_queries: int,
@@ -180,19 +197,7 @@ def exclusion_rows(
         ``(query [M] int64, row [M] int64)``, sorted by row. An entry naming no candidate raises
         ``ValueError`` (an unknown id is a bug in the caller's data, not something to skip).
     """
-    if not isinstance(exclusions, torch.Tensor) or exclusions.ndim != 2:
-        shape = (
-            tuple(exclusions.shape)
-            if isinstance(exclusions, torch.Tensor)
-            else type(exclusions).__name__
-        )
-        raise ValueError(f"{who}: exclusions must be a 2-D [B, E] integer tensor, got {shape}")
-    if exclusions.is_floating_point() or exclusions.dtype == torch.bool:
-        raise TypeError(f"{who}: exclusions must be integers, got {exclusions.dtype}")
-    if exclusions.shape[0] != num_queries:
-        raise ValueError(
-            f"{who}: exclusions has {exclusions.shape[0]} rows, but there are {num_queries} queries"
-        )
+    _check_exclusions(exclusions, num_queries, who)
     ex = exclusions.long()
     query = torch.arange(num_queries, device=ex.device).unsqueeze(1).expand_as(ex)
     keep = ex >= 0

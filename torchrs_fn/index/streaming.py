@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .brute_force import _BLOCK_SCORES, TopKMerger, _check_k, _check_queries, expand_ranges
+from .brute_force import (
+    _BLOCK_SCORES,
+    TopKMerger,
+    _check_exclusions,
+    _check_k,
+    _check_queries,
+    expand_ranges,
+)
 
 __all__ = ["Streaming"]
 
@@ -184,18 +191,7 @@ class Streaming:
         """Top k of each query, never returning the ids in its row of ``exclusions``
         (``[B, E]`` candidate ids, negative entries are padding; an id absent from the whole
         stream raises ``ValueError`` once the stream has been read)."""
-        if not isinstance(exclusions, torch.Tensor) or exclusions.ndim != 2:
-            raise ValueError(
-                f"Streaming: exclusions must be a 2-D [B, E] integer tensor, got "
-                f"{tuple(getattr(exclusions, 'shape', ()))}"
-            )
-        if exclusions.is_floating_point() or exclusions.dtype == torch.bool:
-            raise TypeError(f"Streaming: exclusions must be integers, got {exclusions.dtype}")
-        if exclusions.shape[0] != queries.shape[0]:
-            raise ValueError(
-                f"Streaming: exclusions has {exclusions.shape[0]} rows, but there are "
-                f"{queries.shape[0]} queries"
-            )
+        _check_exclusions(exclusions, queries.shape[0], "Streaming")
         return self._search(queries, k, exclusions.long())
 
     def _search(
