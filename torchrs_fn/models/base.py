@@ -10,8 +10,9 @@ tensors, so calling it directly fails loudly instead of silently using stale wei
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -177,7 +178,9 @@ def apply(
         )
     for name, value in flat.items():
         p = module.get_parameter(name)
-        if tuple(value.shape) != tuple(p.shape):
+        if tuple(value.shape) != tuple(p.shape) and not (
+            _row_views_allowed and value.shape[1:] == p.shape[1:]
+        ):
             raise ValueError(
                 f"apply: parameter {name!r} has shape {tuple(value.shape)}, the module defines "
                 f"{tuple(p.shape)}"
@@ -188,6 +191,23 @@ def apply(
         return torch.func.functional_call(module, flat, args, kwargs)
     with stateless._reparametrize_module(module, flat):
         return getattr(module, method)(*args, **kwargs)
+
+
+# Set by the row-sparse train step (``make_train_step(sparse_tables=...)``) while its loss runs:
+# an embedding table then arrives as the ``[N, D]`` rows the batch touches, not ``[V, D]``. A
+# module global rather than a context variable so that ``torch.compile`` guards on it.
+_row_views_allowed = False
+
+
+@contextlib.contextmanager
+def _allow_row_views() -> Iterator[None]:
+    """Within: ``apply`` accepts a parameter whose first dimension differs from the module's."""
+    global _row_views_allowed
+    before, _row_views_allowed = _row_views_allowed, True
+    try:
+        yield
+    finally:
+        _row_views_allowed = before
 
 
 def _tied_names(module: nn.Module) -> set[str]:

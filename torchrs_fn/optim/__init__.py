@@ -19,6 +19,7 @@ from .schedules import (
     piecewise_constant_schedule,
     warmup_cosine_decay_schedule,
 )
+from .sparse import RowIds, RowView, unique_ids
 from .transforms import (
     AdagradState,
     AdamState,
@@ -28,6 +29,7 @@ from .transforms import (
     adam,
     adamw,
     clip_by_global_norm,
+    rowwise_adagrad,
     sgd,
 )
 
@@ -43,7 +45,11 @@ __all__ = [
     "adagrad",
     "adam",
     "adamw",
+    "rowwise_adagrad",
     "clip_by_global_norm",
+    "RowIds",
+    "RowView",
+    "unique_ids",
     "constant_schedule",
     "linear_schedule",
     "exponential_decay",

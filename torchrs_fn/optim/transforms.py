@@ -20,6 +20,7 @@ __all__ = [
     "adagrad",
     "adam",
     "adamw",
+    "rowwise_adagrad",
     "clip_by_global_norm",
     "SgdState",
     "AdagradState",
@@ -151,6 +152,53 @@ def adagrad(
         acc = tree.map(lambda a, g: a + g * g, state.sum_of_squares, grads)
         updates = tree.map(lambda g, a: -lr * g / (torch.sqrt(a) + eps), grads, acc)
         return updates, AdagradState(state.count + 1, state.hparams, acc)
+
+    return GradientTransformation(init, update)
+
+
+def _row_mean_square(g: torch.Tensor) -> torch.Tensor:
+    """``mean(g**2)`` over every dimension but the first (``g**2`` for 1-d, 0-d tensors)."""
+    square = g * g
+    return square.mean(dim=tuple(range(1, g.ndim))) if g.ndim > 1 else square
+
+
+def rowwise_adagrad(
+    learning_rate: LearningRate = 0.01,
+    initial_accumulator_value: float = 0.0,
+    epsilon: float = 1e-10,
+) -> GradientTransformation:
+    """Row-wise Adagrad: one accumulator per row of each parameter, for embedding tables.
+
+    For a parameter ``[V, D]`` the state is ``acc [V]``: ``acc += mean(g**2, over D)``; update
+    ``-lr * g / (sqrt(acc) + epsilon)``, the row's accumulator broadcast over its entries. This is
+    TorchRec / FBGEMM's ``EXACT_ROWWISE_ADAGRAD`` (and its defaults: initial accumulator 0,
+    epsilon 1e-10); it keeps ``V`` floats of state for a table instead of Adagrad's ``V * D``.
+    A 1-d parameter has one row per entry (plain Adagrad); a 0-d one is a single row.
+    """
+    _check_positive("rowwise_adagrad: learning_rate", learning_rate)
+    _check_positive(
+        "rowwise_adagrad: initial_accumulator_value", initial_accumulator_value, allow_zero=True
+    )
+    _check_positive("rowwise_adagrad: epsilon", epsilon, allow_zero=True)
+
+    def init(params: PyTree) -> AdagradState:
+        acc = tree.map(
+            lambda p: torch.full(
+                p.shape[:1], initial_accumulator_value, dtype=p.dtype, device=p.device
+            ),
+            params,
+        )
+        return AdagradState(_count(params), _hparams(params, learning_rate, epsilon=epsilon), acc)
+
+    def update(grads: PyTree, state: AdagradState, params: PyTree = None):
+        lr, eps = _lr(learning_rate, state), state.hparams["epsilon"]
+        acc = tree.map(lambda a, g: a + _row_mean_square(g), state.sum_of_squares, grads)
+
+        def step(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+            scale = lr / (torch.sqrt(a) + eps)
+            return -g * scale.reshape(scale.shape + (1,) * (g.ndim - scale.ndim))
+
+        return tree.map(step, grads, acc), AdagradState(state.count + 1, state.hparams, acc)
 
     return GradientTransformation(init, update)
 

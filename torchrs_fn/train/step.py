@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -20,8 +20,9 @@ from torch import nn
 
 from .. import random, tree
 from .._transforms import differentiating_levels, inside_transforms
-from ..models.base import Params, loss_fn_of
+from ..models.base import Params, _allow_row_views, loss_fn_of
 from ..optim.base import GradientTransformation, apply_updates, hparam
+from ..optim.sparse import RowIds, RowView, unique_ids
 from . import distributed as _distributed
 from .autocompile import AutoCompile
 
@@ -235,6 +236,7 @@ def make_train_step(
     compile: bool | str | dict = "auto",
     precision: str = "fp32",
     distributed: bool | str = "auto",
+    sparse_tables: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Logs]]:
     """Build ``step(state, batch) -> (new_state, logs)``.
 
@@ -266,6 +268,17 @@ def make_train_step(
             reduces. In a single process every choice changes nothing. ``"auto"`` leaves a
             vmapped (sweep) step alone; under data parallelism ``compile="auto"`` runs eagerly
             (each rank would time its steps and switch on its own; pass ``True`` to compile).
+        sparse_tables: row-sparse updates for embedding tables (``optim.sparse``):
+            ``{table path: batch column or columns holding its ids}``, e.g.
+            ``{"query.embedding.weight": "user_id", "candidate.embedding.weight":
+            ["item_id", "history"]}``. The step then gathers, differentiates, optimizes and
+            writes back only the rows the batch holds, so its cost does not grow with the
+            table's size. It **consumes the state**: the tables and their optimizer slots are
+            updated in place (keep using the returned state, never the old one). SGD and
+            Adagrad give the dense update's numbers; Adam and momentum become lazy (rows not
+            in the batch do not move). Every id the loss looks up in a table must come from
+            its columns; the first eager call checks that the loss is the dense one.
+            Not combinable with data parallelism yet (an error).
 
     ``logs`` holds ``"loss"`` and whatever the loss function reported, as 0-d tensors (no host
     sync inside the step). They are not detached: under an outer ``torch.func`` transform (a
@@ -274,6 +287,13 @@ def make_train_step(
     loss_fn, takes_hparams = _as_loss_fn(loss)
     _check_precision(precision, "make_train_step")
     reduce = _distributed.resolve_gradient_reduction(distributed, "make_train_step")
+    columns = _sparse_columns(sparse_tables)
+    if columns and reduce is not None:
+        raise NotImplementedError(
+            "make_train_step: sparse_tables under data parallelism is not supported yet (each "
+            "rank touches different rows, so the row gradients cannot be all-reduced as dense "
+            "ones); pass distributed=False or drop sparse_tables"
+        )
     if reduce is not None:
         if compile == "auto":
             compile = False
@@ -294,19 +314,22 @@ def make_train_step(
 
     grad_fn = torch.func.grad_and_value(with_aux, has_aux=True)
 
-    def step(state: TrainState, batch: Batch) -> tuple[TrainState, Logs]:
+    def grads_and_loss(state: TrainState, params: Params, batch: Batch):
+        if _plain_autograd_applies(state, batch):
+            return _autograd_grad_and_value(with_aux, params, batch, step_hparams(state))
+        return grad_fn(params, batch, step_hparams(state))
+
+    def check_hparams(state: TrainState) -> None:
         if state.hparams and not takes_hparams:
             raise TypeError(
                 f"the state carries loss hyperparameters {sorted(state.hparams)}, but the loss "
                 "does not take them: define loss_fn(params, batch, hparams) (or "
                 "compute_loss(batch, training, hparams) on a Model)"
             )
-        if _plain_autograd_applies(state, batch):
-            grads, (loss_value, aux) = _autograd_grad_and_value(
-                with_aux, state.params, batch, step_hparams(state)
-            )
-        else:
-            grads, (loss_value, aux) = grad_fn(state.params, batch, step_hparams(state))
+
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, Logs]:
+        check_hparams(state)
+        grads, (loss_value, aux) = grads_and_loss(state, state.params, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = apply_updates(state.params, updates)
         # Not detached: under an outer torch.func transform a logged value keeps its derivative
@@ -314,7 +337,134 @@ def make_train_step(
         logs = {"loss": loss_value, **aux}
         return state._replace(params=params, opt_state=opt_state, step=state.step + 1), logs
 
-    return maybe_compile(step, compile, "make_train_step")
+    if not columns:
+        return maybe_compile(step, compile, "make_train_step")
+
+    view: list[RowView] = []  # built at the first call, from the state's parameter tree
+
+    def sparse_step(state: TrainState, batch: Batch) -> tuple[TrainState, Logs]:
+        check_hparams(state)
+        rows, view_batch = _row_batch(columns, batch)
+        view_params, view_state = view[0].gather(state.params, state.opt_state, rows)
+        grads, (loss_value, aux) = grads_and_loss(state, view_params, view_batch)
+        updates, new_view_state = optimizer.update(grads, view_state, view_params)
+        new_view_params = apply_updates(view_params, updates)
+        params, opt_state = view[0].scatter(
+            state.params,
+            state.opt_state,
+            view_params,
+            view_state,
+            new_view_params,
+            new_view_state,
+            rows,
+        )
+        logs = {"loss": loss_value, **aux}
+        return state._replace(params=params, opt_state=opt_state, step=state.step + 1), logs
+
+    compiled = maybe_compile(sparse_step, compile, "make_train_step")
+
+    def first_call_checks(state: TrainState, batch: Batch) -> None:
+        check_hparams(state)
+        rows, view_batch = _row_batch(columns, batch)
+        view_params, _ = view[0].gather(state.params, state.opt_state, rows)
+        hp = step_hparams(state)
+        hint = (
+            f"the loss looks up ids in a sparse table ({sorted(columns)}) that are not in the "
+            "batch columns named for it (sampled negatives? a column missing from the mapping? "
+            "ids hashed inside the model?), or uses the table's row count"
+        )
+        with torch.no_grad():
+            dense, _ = with_aux(state.params, batch, hp)
+            try:
+                sparse, _ = with_aux(view_params, view_batch, hp)
+            except (IndexError, RuntimeError, ValueError) as e:
+                raise ValueError(
+                    f"make_train_step: with sparse_tables the loss fails ({e}): {hint}"
+                ) from e
+        if not torch.allclose(dense, sparse, rtol=1e-4, atol=1e-6, equal_nan=True):
+            raise ValueError(
+                f"make_train_step: with sparse_tables the loss is {float(sparse)!r}, without it "
+                f"{float(dense)!r}: {hint}"
+            )
+
+    @torch.compiler.disable
+    def build_view(params: Params) -> None:
+        # Runs eagerly even when a caller compiles the step (it traces optimizer.init on meta
+        # tensors, once).
+        view.append(RowView(optimizer, params, list(columns)))
+
+    def outer(state: TrainState, batch: Batch) -> tuple[TrainState, Logs]:
+        with _allow_row_views():
+            if not view:
+                build_view(state.params)
+                if not torch.compiler.is_compiling() and not inside_transforms():
+                    first_call_checks(state, batch)
+            return compiled(state, batch)
+
+    return outer
+
+
+def _sparse_columns(
+    sparse_tables: Mapping[str, str | Sequence[str]] | None,
+) -> dict[str, tuple[str, ...]]:
+    """``sparse_tables`` checked, each value as a tuple of column names."""
+    if not sparse_tables:
+        return {}
+    if not isinstance(sparse_tables, Mapping):
+        raise TypeError(
+            "make_train_step: sparse_tables must be a mapping {table path: column or columns}, "
+            f"got {type(sparse_tables).__name__}"
+        )
+    out: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    for path, cols in sparse_tables.items():
+        names = (cols,) if isinstance(cols, str) else tuple(cols)
+        if not names or not all(isinstance(c, str) for c in names):
+            raise TypeError(
+                f"make_train_step: sparse_tables[{path!r}] must name one or more batch columns, "
+                f"got {cols!r}"
+            )
+        for c in names:
+            if c in owner:
+                raise ValueError(
+                    f"make_train_step: batch column {c!r} is named for two sparse tables, "
+                    f"{owner[c]!r} and {path!r}; a column's ids index one table"
+                )
+            owner[c] = path
+        out[path] = names
+    return out
+
+
+def _row_batch(
+    columns: dict[str, tuple[str, ...]], batch: Batch
+) -> tuple[dict[str, RowIds], Batch]:
+    """The rows each table's columns touch, and the batch with those columns as slot numbers."""
+    if not isinstance(batch, Mapping):
+        raise TypeError(
+            f"sparse_tables needs a batch that is a mapping of columns, got {type(batch).__name__}"
+        )
+    view_batch = dict(batch)
+    rows: dict[str, RowIds] = {}
+    for path, names in columns.items():
+        missing = [c for c in names if c not in batch]
+        if missing:
+            raise KeyError(
+                f"sparse table {path!r}: the batch has no column {missing[0]!r}; it has "
+                f"{sorted(batch)}"
+            )
+        parts = [batch[c] for c in names]
+        r = unique_ids(
+            torch.cat([p.reshape(-1).to(torch.int64) for p in parts])
+            if len(parts) > 1
+            else parts[0]
+        )
+        rows[path] = r
+        start = 0
+        flat = r.inverse.reshape(-1)
+        for c, part in zip(names, parts):
+            view_batch[c] = flat[start : start + part.numel()].reshape(part.shape).to(part.dtype)
+            start += part.numel()
+    return rows, view_batch
 
 
 def make_eval_step(
