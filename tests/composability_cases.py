@@ -453,6 +453,26 @@ def _train_step(params, lr, temperature, batch):
     return _TRAIN_STEP(_state(params, lr, temperature), batch)
 
 
+_SPARSE_STEP = train.make_train_step(
+    _step_loss, _OPT, compile=False, sparse_tables={"user": "user_id", "item": "item_id"}
+)
+
+
+def _warm_sparse_step() -> None:
+    # The first call builds the step's row view eagerly; a fullgraph compile cannot break its
+    # graph to do that, so the compiled checks must not be the first to call the step.
+    params, lr, temperature, batch = _step_inputs(0)
+    _SPARSE_STEP(_state({k: v.clone() for k, v in params.items()}, lr, temperature), batch)
+
+
+def _sparse_train_step(params, lr, temperature, batch):
+    # The row-sparse step writes its tables in place (it consumes the state): give it copies,
+    # so the caller's tensors stay as they were. Under a differentiating transform the writes
+    # are out of place and the gradient flows through the clones.
+    params = {k: v.clone() for k, v in params.items()}
+    return _SPARSE_STEP(_state(params, lr, temperature), batch)
+
+
 def _train_step_logs(params, lr, temperature, batch):
     return _train_step(params, lr, temperature, batch)[1]
 
@@ -597,6 +617,8 @@ _NO_GRAD = (
 )
 _NO_GRAD_MATCH = "eval step runs without gradients"
 
+
+_warm_sparse_step()
 
 CASES: list[Case] = [
     Case(
@@ -745,6 +767,18 @@ CASES: list[Case] = [
         hparam_argnums=(1, 2),
         hparam_values=_step_hparams,
         # The new state is what a gradient flows through; the logs are the next case.
+        grad_outputs=lambda out: out[0],
+    ),
+    Case(
+        name="train.make_train_step",
+        variant="row-sparse tables (sparse_tables), adagrad: equal to the dense step",
+        kind="step",
+        make_inputs=_step_inputs,
+        fn=_sparse_train_step,
+        reference=_train_step_reference,
+        grad_argnums=(0, 1, 2),
+        hparam_argnums=(1, 2),
+        hparam_values=_step_hparams,
         grad_outputs=lambda out: out[0],
     ),
     Case(

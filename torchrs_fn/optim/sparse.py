@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import tree
-from .._transforms import differentiating_levels, host_checks_allowed
+from .._transforms import differentiating_levels, host_checks_allowed, is_batched, vmap_levels
 from .base import GradientTransformation
 
 __all__ = ["RowIds", "RowView", "unique_ids"]
@@ -77,10 +77,10 @@ def unique_ids(ids: torch.Tensor) -> RowIds:
     ordered, order = torch.sort(key)
     starts = torch.cat([ordered.new_zeros(1, dtype=torch.bool), ordered[1:] != ordered[:-1]])
     group = torch.cumsum(starts.to(torch.int64), 0)
-    slot_of = torch.empty_like(group).scatter_(0, order, group)
+    slot_of = torch.zeros_like(group).scatter(0, order, group)
     slots = torch.arange(key.shape[0], device=ids.device)
     # Every member of a group writes the same id: the duplicates agree.
-    distinct = torch.zeros_like(key).scatter_(0, group, ordered)
+    distinct = torch.zeros_like(key).scatter(0, group, ordered)
     used = slots <= group[-1]
     distinct = torch.where(used, distinct, 0)
     has_zero = ((flat == 0) & ~padding).any()
@@ -95,17 +95,37 @@ def _marker(index: int) -> int:
 
 
 def _write_rows(full: torch.Tensor, rows: RowIds, new: torch.Tensor, old: torch.Tensor):
-    """``full`` with ``new`` written at ``rows.ids``; the unused slots (which repeat slot 0's
-    id) write what slot 0 writes, so every write to a row agrees."""
+    """``full`` with ``new`` written at ``rows.ids`` (``old`` = ``full[rows.ids]``).
+
+    Training writes the rows in place with ``index_put_``; the unused slots (which repeat slot
+    0's id) write what slot 0 writes, so every write to a row agrees. Under a differentiating
+    transform the write is ``full + index_add(new - old)`` over the valid slots instead: out of
+    place, each row's gradient reaching its slot once, and avoiding ``index_put``'s backward,
+    which ``torch.compile`` (2.13) gets wrong under ``torch.func.grad`` (a gradient off by O(1),
+    found by the composability matrix).
+    """
     shape = (-1,) + (1,) * (new.ndim - 1)
-    first = torch.where(rows.valid[:1].reshape(shape), new[:1], old[:1])
-    # The unused slots write slot 0's value *detached*: index_put's backward hands every
-    # duplicate index the row's whole gradient, which must reach slot 0 once, not once per copy.
-    rest = torch.where(rows.valid[1:].reshape(shape), new[1:], first.detach())
-    values = torch.cat([first, rest]).to(full.dtype)
+    valid = rows.valid.reshape(shape)
     if differentiating_levels() or (full.requires_grad and torch.is_grad_enabled()):
-        return full.index_put((rows.ids,), values)
-    return full.index_put_((rows.ids,), values)
+        delta = torch.where(valid, new - old, torch.zeros((), dtype=new.dtype, device=new.device))
+        return full.index_add(0, rows.ids, delta.to(full.dtype))
+    first = torch.where(valid[:1], new[:1], old[:1])
+    values = torch.where(valid, new, first).to(full.dtype)
+    if _in_place(full, values):
+        return full.index_put_((rows.ids,), values)
+    return full.index_put((rows.ids,), values)
+
+
+def _in_place(full: torch.Tensor, values: torch.Tensor) -> bool:
+    """Whether the rows may be written into ``full`` itself (no derivative is being taken):
+    always outside ``vmap``; under ``vmap`` only when ``full`` is batched wherever ``values``
+    is (a sweep over stacked tables; a sweep over hyperparameters alone shares one table among
+    its configurations, which must get a copy each)."""
+    if not vmap_levels():
+        return True
+    if torch.compiler.is_compiling():
+        return False  # batchedness is not visible while tracing: the safe choice
+    return is_batched(full) or not is_batched(values)
 
 
 class RowView:
@@ -195,7 +215,9 @@ class RowView:
             p[i] = p[i][ids]
             for j in self.slots[name]:
                 s[j] = s[j][ids]
-        return tree.unflatten(self.spec, p), tree.unflatten(tree.structure(opt_state), s)
+        return tree.unflatten(tree.structure(params), p), tree.unflatten(
+            tree.structure(opt_state), s
+        )
 
     def scatter(
         self,
@@ -222,4 +244,7 @@ class RowView:
             new_p[i] = _write_rows(full_p[i], r, new_p[i], old_p[i])
             for j in self.slots[name]:
                 new_s[j] = _write_rows(full_s[j], r, new_s[j], old_s[j])
-        return tree.unflatten(self.spec, new_p), tree.unflatten(tree.structure(new_state), new_s)
+        return (
+            tree.unflatten(tree.structure(new_params), new_p),
+            tree.unflatten(tree.structure(new_state), new_s),
+        )

@@ -278,7 +278,9 @@ def make_train_step(
             Adagrad give the dense update's numbers; Adam and momentum become lazy (rows not
             in the batch do not move). Every id the loss looks up in a table must come from
             its columns; the first eager call checks that the loss is the dense one.
-            Not combinable with data parallelism yet (an error).
+            Not combinable with data parallelism yet (an error). The first call builds the
+            row view eagerly (under ``torch.compile(fullgraph=True)`` of a function that calls
+            the step, call the step once before).
 
     ``logs`` holds ``"loss"`` and whatever the loss function reported, as 0-d tensors (no host
     sync inside the step). They are not detached: under an outer ``torch.func`` transform (a
