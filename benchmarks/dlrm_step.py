@@ -184,14 +184,29 @@ def build(args: argparse.Namespace, synth: Any) -> dict[str, Any]:
     dense = torch.from_numpy(data["dense"])
     sparse = torch.from_numpy(data["sparse"])
     labels = torch.from_numpy(data["labels"])
-    batches = [
-        (
-            dense[s : s + args.batch_size],
-            sparse[s : s + args.batch_size],
-            labels[s : s + args.batch_size],
-        )
-        for s in range(0, dense.shape[0], args.batch_size)
-    ]
+    num_sparse = sparse.shape[1]
+    if args.sparse:
+        # One batch column per categorical feature, so that each table names its own ids.
+        batches = [
+            {
+                "dense": dense[s : s + args.batch_size],
+                "labels": labels[s : s + args.batch_size],
+                **{
+                    f"sparse_{i}": sparse[s : s + args.batch_size, i].contiguous()
+                    for i in range(num_sparse)
+                },
+            }
+            for s in range(0, dense.shape[0], args.batch_size)
+        ]
+    else:
+        batches = [
+            (
+                dense[s : s + args.batch_size],
+                sparse[s : s + args.batch_size],
+                labels[s : s + args.batch_size],
+            )
+            for s in range(0, dense.shape[0], args.batch_size)
+        ]
     model = DLRM(
         dense.shape[1],
         vocab_sizes,
@@ -202,14 +217,25 @@ def build(args: argparse.Namespace, synth: Any) -> dict[str, Any]:
     )
     loss, loss_impl = bce_loss()
 
-    def loss_fn(params: rs.Params, batch: tuple) -> torch.Tensor:
-        x, ids, y = batch
+    def loss_fn(params: rs.Params, batch: tuple | dict) -> torch.Tensor:
+        if isinstance(batch, dict):
+            x, y = batch["dense"], batch["labels"]
+            ids = torch.stack([batch[f"sparse_{i}"] for i in range(num_sparse)], dim=-1)
+        else:
+            x, ids, y = batch
         return loss(y, rs.apply(model, params, x, ids))
 
     optimizer = optim.adagrad(LEARNING_RATE)
     params = rs.init(model, seed=args.seed)
     compile_ = {"on": True, "off": False, "auto": "auto"}[args.compile]
-    step = train.make_train_step(loss_fn, optimizer, compile=compile_, precision=args.precision)
+    tables = None
+    if args.sparse:
+        # params["embeddings"] holds one table per feature, in the order of the ids' columns.
+        names = list(params["embeddings"])
+        tables = {f"embeddings.{n}.weight": f"sparse_{i}" for i, n in enumerate(names)}
+    step = train.make_train_step(
+        loss_fn, optimizer, compile=compile_, precision=args.precision, sparse_tables=tables
+    )
     return {
         "model": model,
         "state": train.init_state(params, optimizer),
@@ -302,6 +328,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "batch_size": args.batch_size,
         "precision": args.precision,
+        "sparse": args.sparse,
         "step_seconds": step_seconds,
         "steps": args.steps * args.repeats,
         "warmup": args.warmup,
@@ -355,6 +382,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="before each timed block wait up to this many seconds for other processes to "
         "leave the CPUs (0: never wait)",
+    )
+    p.add_argument(
+        "--sparse",
+        action="store_true",
+        help="row-sparse embedding updates (make_train_step(sparse_tables=...))",
     )
     p.add_argument("--json", action="store_true", help="print one JSON line")
     args = p.parse_args(argv)

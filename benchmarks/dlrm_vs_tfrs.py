@@ -52,6 +52,8 @@ def ours_cmd(args: argparse.Namespace, precision: str) -> list[str]:
         cmd += ["--synth-path", args.synth_path]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.sparse:
+        cmd += ["--sparse"]
     return cmd
 
 
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet-wait", type=float, default=60.0, help="before each process")
     p.add_argument("--block-quiet-wait", type=float, default=10.0, help="ours: before each block")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per process")
+    p.add_argument("--sparse", action="store_true", help="ours: row-sparse embedding updates")
     p.add_argument("--json", action="store_true", help="one JSON line after the table")
     args = p.parse_args(argv)
     tf_python = resolve_tf_python(args.tf_python, "--tf-python")
