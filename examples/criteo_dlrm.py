@@ -33,6 +33,14 @@ Both are split at random into train and test (``--test-fraction``, seeded).
     python examples/criteo_dlrm.py --json                   # one JSON line: auc, log_loss, ...
     python examples/criteo_dlrm.py --rows 1000000 --epochs 2 --compile on
     python examples/criteo_dlrm.py --criteo-path dac/train.txt --rows 2000000 --hash-bins 200000
+    python examples/criteo_dlrm.py --epochs 3 --checkpoint-dir ckpt --checkpoint-every 20
+    python examples/criteo_dlrm.py --save-params params.trs
+
+With ``--checkpoint-dir`` the run saves a checkpoint at the end of every epoch (and every
+``--checkpoint-every`` steps) and, started again with the same flags and data, resumes from the
+newest valid one (``train.Checkpointer``, which refuses a loader of another row count, batch
+size or seed); a run that already finished resumes straight to evaluation. ``--save-params``
+writes the trained parameters with ``torchrs_fn.save_tree``.
 """
 
 from __future__ import annotations
@@ -53,6 +61,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cli  # the examples' shared --checkpoint-dir / --save-params flags
 
 import torchrs_fn as rs
 from torchrs_fn import optim, train
@@ -311,7 +322,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    _cli.add_checkpoint_flags(p)
     args = p.parse_args(argv)
+    _cli.check_checkpoint_flags(p, args)
     for name in ("epochs", "batch_size", "eval_batch_size", "embedding_dim", "min_frequency"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -391,7 +404,9 @@ def run(args: argparse.Namespace) -> dict:
         train_loader,
         epochs=args.epochs,
         verbose=not args.json,
+        checkpoint=_cli.checkpointer(args),
     )
+    _cli.save_params(args, state.params)
     t0 = time.perf_counter()
     test_metrics = train.evaluate(eval_step, state.params, test_loader)
     eval_seconds = time.perf_counter() - t0

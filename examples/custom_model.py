@@ -14,6 +14,13 @@ settings its test top-100 is about 0.18, below the id-only tutorial model: the M
 more epochs or another learning rate).
 
     python examples/custom_model.py --data-dir ../shared/data/ml-100k [--json]
+    python examples/custom_model.py --checkpoint-dir ckpt        # resumes if stopped
+    python examples/custom_model.py --save-params params.trs
+
+With ``--checkpoint-dir`` the run saves a checkpoint at the end of every epoch (and every
+``--checkpoint-every`` steps) and, started again with the same flags, resumes from the newest
+valid one (``train.Checkpointer``); a run that already finished resumes straight to evaluation.
+``--save-params`` writes the trained parameters with ``torchrs_fn.save_tree``.
 """
 
 from __future__ import annotations
@@ -21,12 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cli  # the examples' shared --checkpoint-dir / --save-params flags
 
 import torchrs_fn as rs
 from torchrs_fn import layers, metrics, optim, train
@@ -125,7 +136,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
     p.add_argument("--json", action="store_true")
-    return p.parse_args(argv)
+    _cli.add_checkpoint_flags(p)
+    args = p.parse_args(argv)
+    _cli.check_checkpoint_flags(p, args)
+    return args
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -178,7 +192,15 @@ def run(args: argparse.Namespace) -> dict:
     optimizer = optim.adagrad(args.learning_rate)
     state = train.init_state(params, optimizer)
     step = train.make_train_step(model, optimizer, compile=COMPILE_CHOICES[args.compile])
-    state, history = train.fit(step, state, train_loader, epochs=args.epochs, verbose=not args.json)
+    state, history = train.fit(
+        step,
+        state,
+        train_loader,
+        epochs=args.epochs,
+        verbose=not args.json,
+        checkpoint=_cli.checkpointer(args),
+    )
+    _cli.save_params(args, state.params)
 
     row_of_title = metrics.candidate_rows(
         torch.from_numpy(np.asarray(titles(movies["movie_title"]))).to(device),

@@ -11,6 +11,16 @@ TFRS's published test top-100 accuracy for this recipe: about 0.21 without times
 
     python examples/movielens_context_features.py --data-dir ../shared/data/ml-100k
     python examples/movielens_context_features.py --timestamps on --json
+    python examples/movielens_context_features.py --checkpoint-dir ckpt  # ckpt/with_timestamps, ...
+    python examples/movielens_context_features.py --save-params params.trs
+
+Each variant is one run, named ``with_timestamps`` or ``without_timestamps``. With
+``--checkpoint-dir DIR`` each run checkpoints into ``DIR/with_timestamps`` or
+``DIR/without_timestamps`` at the end of every epoch (and every ``--checkpoint-every`` steps);
+started again with the same flags, every run resumes from its newest valid checkpoint and a
+finished run is not trained again (``train.Checkpointer``). ``--save-params PATH`` writes each
+run's trained parameters to ``PATH`` with the run's name before the suffix (``params.trs`` ->
+``params.with_timestamps.trs``), with ``torchrs_fn.save_tree``.
 """
 
 from __future__ import annotations
@@ -19,12 +29,16 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cli  # the examples' shared --checkpoint-dir / --save-params flags
 
 import torchrs_fn as rs
 from torchrs_fn import layers, metrics, optim, train
@@ -112,7 +126,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
     p.add_argument("--json", action="store_true", help="print one JSON line per variant")
-    return p.parse_args(argv)
+    _cli.add_checkpoint_flags(p, runs="with_timestamps or without_timestamps")
+    args = p.parse_args(argv)
+    _cli.check_checkpoint_flags(p, args)
+    return args
 
 
 def run(args: argparse.Namespace, use_timestamps: bool) -> dict:
@@ -180,9 +197,16 @@ def run(args: argparse.Namespace, use_timestamps: bool) -> dict:
 
     eval_step = train.make_eval_step(eval_fn, compile=compile_)
 
+    run_name = "with_timestamps" if use_timestamps else "without_timestamps"
     state, history = train.fit(
-        train_step, state, train_loader, epochs=args.epochs, verbose=not args.json
+        train_step,
+        state,
+        train_loader,
+        epochs=args.epochs,
+        verbose=not args.json,
+        checkpoint=_cli.checkpointer(args, run_name),
     )
+    _cli.save_params(args, state.params, run_name)
 
     t0 = time.perf_counter()
     with torch.no_grad():

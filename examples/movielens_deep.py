@@ -16,6 +16,15 @@ published ones (``--epochs 300`` runs the tutorial's recipe). ``benchmarks/tfrs_
 
     python examples/movielens_deep.py --data-dir ../shared/data/ml-100k
     python examples/movielens_deep.py --layers 1,2 --epochs 300 --json
+    python examples/movielens_deep.py --checkpoint-dir ckpt       # ckpt/layers1, ...: resumable
+    python examples/movielens_deep.py --save-params params.trs    # params.layers1.trs, ...
+
+Each depth is one run, named ``layersN`` (``layers1``, ``layers2``, ``layers3``). With
+``--checkpoint-dir DIR`` each run checkpoints into ``DIR/layersN`` at the end of every epoch (and
+every ``--checkpoint-every`` steps); started again with the same flags, every run resumes from
+its newest valid checkpoint and a finished run is not trained again (``train.Checkpointer``).
+``--save-params PATH`` writes each run's trained parameters to ``PATH`` with the run's name
+before the suffix (``params.trs`` -> ``params.layers1.trs``), with ``torchrs_fn.save_tree``.
 """
 
 from __future__ import annotations
@@ -25,12 +34,16 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cli  # the examples' shared --checkpoint-dir / --save-params flags
 
 import torchrs_fn as rs
 from torchrs_fn import layers, metrics, optim, train
@@ -175,7 +188,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
     p.add_argument("--json", action="store_true", help="print one JSON line per depth")
+    _cli.add_checkpoint_flags(p, runs="layersN, e.g. layers1")
     args = p.parse_args(argv)
+    _cli.check_checkpoint_flags(p, args)
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
     return args
@@ -229,9 +244,16 @@ def run(args: argparse.Namespace, depth: int, data: Data | None = None) -> dict[
 
     eval_step = train.make_eval_step(eval_fn, compile=compile_)
 
+    run_name = f"layers{depth}"
     state, history = train.fit(
-        train_step, state, train_loader, epochs=args.epochs, verbose=not args.json
+        train_step,
+        state,
+        train_loader,
+        epochs=args.epochs,
+        verbose=not args.json,
+        checkpoint=_cli.checkpointer(args, run_name),
     )
+    _cli.save_params(args, state.params, run_name)
 
     t0 = time.perf_counter()
     candidates = candidate_embeddings_for_table(model, state.params, data.candidates)

@@ -16,6 +16,15 @@ star ratings every item is relevant and MRR is 1: it is reported for completenes
     python examples/movielens_listwise.py                   # table
     python examples/movielens_listwise.py --json            # one JSON line per loss
     python examples/movielens_listwise.py --losses list_mle,softmax --epochs 5
+    python examples/movielens_listwise.py --checkpoint-dir ckpt   # ckpt/list_mle, ...: resumable
+    python examples/movielens_listwise.py --save-params params.trs  # params.list_mle.trs, ...
+
+Each loss is one run, named after the loss. With ``--checkpoint-dir DIR`` each run checkpoints
+into ``DIR/LOSS`` (``DIR/list_mle``, ...) at the end of every epoch (and every
+``--checkpoint-every`` steps); started again with the same flags, every run resumes from its
+newest valid checkpoint and a finished run is not trained again (``train.Checkpointer``).
+``--save-params PATH`` writes each run's trained parameters to ``PATH`` with the loss's name
+before the suffix (``params.trs`` -> ``params.list_mle.trs``), with ``torchrs_fn.save_tree``.
 """
 
 from __future__ import annotations
@@ -24,10 +33,14 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cli  # the examples' shared --checkpoint-dir / --save-params flags
 
 import torchrs_fn as rs
 from torchrs_fn import layers, optim, tasks, train
@@ -83,7 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="compile the steps: auto (only when the run pays the compile back), on or off",
     )
     p.add_argument("--json", action="store_true", help="one JSON line per loss")
+    _cli.add_checkpoint_flags(p, runs="the loss, e.g. list_mle")
     args = p.parse_args(argv)
+    _cli.check_checkpoint_flags(p, args)
     args.losses = [name for name in args.losses.split(",") if name]
     unknown = sorted(set(args.losses) - set(LOSSES))
     if unknown:
@@ -132,8 +147,14 @@ def run(args: argparse.Namespace) -> list[dict]:
         params = rs.init(model, seed=args.seed, device=device)
         loader = Loader(train_data, args.batch_size, shuffle=True, seed=args.seed, device=device)
         state, history = train.fit(
-            step, train.init_state(params, optimizer), loader, epochs=args.epochs, verbose=False
+            step,
+            train.init_state(params, optimizer),
+            loader,
+            epochs=args.epochs,
+            verbose=False,
+            checkpoint=_cli.checkpointer(args, name),
         )
+        _cli.save_params(args, state.params, name)
 
         def eval_fn(params: rs.Params, batch: dict, model: ListwiseModel = model) -> dict:
             scores = rs.apply(model, params, batch, method="predict")

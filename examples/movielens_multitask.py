@@ -13,6 +13,16 @@ model, 0.233 / 3.688 for the retrieval-specialised one and 0.235 / 1.110 for the
     python examples/movielens_multitask.py                  # table
     python examples/movielens_multitask.py --json           # one JSON line per weighting
     python examples/movielens_multitask.py --weights 1,0 1,1
+    python examples/movielens_multitask.py --checkpoint-dir ckpt      # ckpt/rating1_retrieval0, ...
+    python examples/movielens_multitask.py --save-params params.trs   # params.rating1_retrieval0.trs
+
+Each weighting is one run, named ``ratingA_retrievalB`` after its weights (``rating1_retrieval0``,
+``rating0.5_retrieval1``, ...). With ``--checkpoint-dir DIR`` each run checkpoints into
+``DIR/ratingA_retrievalB`` at the end of every epoch (and every ``--checkpoint-every`` steps);
+started again with the same flags, every run resumes from its newest valid checkpoint and a
+finished run is not trained again (``train.Checkpointer``). ``--save-params PATH`` writes each
+run's trained parameters to ``PATH`` with the run's name before the suffix (``params.trs`` ->
+``params.rating1_retrieval0.trs``), with ``torchrs_fn.save_tree``.
 """
 
 from __future__ import annotations
@@ -20,10 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cli  # the examples' shared --checkpoint-dir / --save-params flags
 
 import torchrs_fn as rs
 from torchrs_fn import layers, metrics, optim, train
@@ -94,7 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="compile the steps: auto (only when the run pays the compile back), on or off",
     )
     p.add_argument("--json", action="store_true", help="one JSON line per weighting")
+    _cli.add_checkpoint_flags(p, runs="ratingA_retrievalB, e.g. rating1_retrieval0")
     args = p.parse_args(argv)
+    _cli.check_checkpoint_flags(p, args)
     try:
         args.weights = [tuple(float(x) for x in w.split(",")) for w in args.weights]
     except ValueError:
@@ -151,7 +167,16 @@ def run(args: argparse.Namespace) -> list[dict]:
         hparams = {"task_weight/rating": rating_weight, "task_weight/retrieval": retrieval_weight}
         state = train.init_state(params, optimizer, hparams=hparams)
         loader = Loader(train_data, args.batch_size, shuffle=True, seed=args.seed, device=device)
-        state, history = train.fit(step, state, loader, epochs=args.epochs, verbose=False)
+        run_name = f"rating{rating_weight:g}_retrieval{retrieval_weight:g}"
+        state, history = train.fit(
+            step,
+            state,
+            loader,
+            epochs=args.epochs,
+            verbose=False,
+            checkpoint=_cli.checkpointer(args, run_name),
+        )
+        _cli.save_params(args, state.params, run_name)
         candidates = rs.apply(model.movie_model, state.params["movie_model"], candidate_ids)
         test = train.evaluate(
             eval_step,

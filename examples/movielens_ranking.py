@@ -9,6 +9,13 @@ a test RMSE of about 1.11.
     python examples/movielens_ranking.py                # readable table
     python examples/movielens_ranking.py --json         # one JSON line: rmse, epoch_seconds, ...
     python examples/movielens_ranking.py --data-dir ../shared/data/ml-100k
+    python examples/movielens_ranking.py --checkpoint-dir ckpt       # resumes if stopped
+    python examples/movielens_ranking.py --save-params params.trs
+
+With ``--checkpoint-dir`` the run saves a checkpoint at the end of every epoch (and every
+``--checkpoint-every`` steps) and, started again with the same flags, resumes from the newest
+valid one (``train.Checkpointer``); a run that already finished resumes straight to evaluation.
+``--save-params`` writes the trained parameters with ``torchrs_fn.save_tree``.
 """
 
 from __future__ import annotations
@@ -17,10 +24,14 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cli  # the examples' shared --checkpoint-dir / --save-params flags
 
 import torchrs_fn as rs
 from torchrs_fn import layers, optim, train
@@ -75,7 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    _cli.add_checkpoint_flags(p)
     args = p.parse_args(argv)
+    _cli.check_checkpoint_flags(p, args)
     if args.epochs < 1:
         p.error("--epochs must be >= 1")
     return args
@@ -125,7 +138,9 @@ def run(args: argparse.Namespace) -> dict:
         train_loader,
         epochs=args.epochs,
         verbose=not args.json,
+        checkpoint=_cli.checkpointer(args),
     )
+    _cli.save_params(args, state.params)
     t0 = time.perf_counter()
     test_metrics = train.evaluate(eval_step, state.params, test_loader)
     eval_seconds = time.perf_counter() - t0

@@ -29,10 +29,14 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cli  # the examples' shared --checkpoint-dir / --save-params flags
 
 import torchrs_fn as rs
 from torchrs_fn import layers, metrics, optim, train
@@ -89,25 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
-    p.add_argument(
-        "--checkpoint-dir",
-        default=None,
-        metavar="DIR",
-        help="save checkpoints here (every epoch) and resume from the newest valid one",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=None,
-        metavar="STEPS",
-        help="also checkpoint every STEPS train steps (needs --checkpoint-dir)",
-    )
-    p.add_argument(
-        "--save-params", default=None, metavar="PATH", help="save the trained parameters here"
-    )
+    _cli.add_checkpoint_flags(p)
     args = p.parse_args(argv)
-    if args.checkpoint_every is not None and args.checkpoint_dir is None:
-        p.error("--checkpoint-every needs --checkpoint-dir")
+    _cli.check_checkpoint_flags(p, args)
     return args
 
 
@@ -164,11 +152,8 @@ def run(args: argparse.Namespace, keep: dict | None = None) -> dict:
 
     eval_step = train.make_eval_step(eval_fn, compile=compile_)
 
-    checkpoint = (
-        distributed.MainRankCheckpointer(args.checkpoint_dir, every_steps=args.checkpoint_every)
-        if args.checkpoint_dir is not None
-        else None
-    )
+    # Every rank resumes from the same checkpoint; only rank 0 writes.
+    checkpoint = _cli.checkpointer(args, cls=distributed.MainRankCheckpointer)
     state, history = train.fit(
         train_step,
         state,
@@ -177,8 +162,8 @@ def run(args: argparse.Namespace, keep: dict | None = None) -> dict:
         verbose=not args.json and distributed.is_main(),
         checkpoint=checkpoint,
     )
-    if args.save_params is not None and distributed.is_main():
-        rs.save_tree(args.save_params, state.params)
+    if distributed.is_main():
+        _cli.save_params(args, state.params)
 
     def evaluate_once() -> tuple[dict, float, float]:
         t0, c0 = time.perf_counter(), time.process_time()

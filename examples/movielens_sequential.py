@@ -36,6 +36,13 @@ output says which. ``--dataset 1m`` insists on 1M (downloading it into the cache
     python examples/movielens_sequential.py                       # readable table
     python examples/movielens_sequential.py --json                # one JSON line
     python examples/movielens_sequential.py --data-dir ../shared/data/ml-100k --epochs 10
+    python examples/movielens_sequential.py --checkpoint-dir ckpt     # resumes if stopped
+    python examples/movielens_sequential.py --save-params params.trs
+
+With ``--checkpoint-dir`` the run saves a checkpoint at the end of every epoch (and every
+``--checkpoint-every`` steps) and, started again with the same flags, resumes from the newest
+valid one (``train.Checkpointer``); a run that already finished resumes straight to evaluation.
+``--save-params`` writes the trained parameters with ``torchrs_fn.save_tree``.
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cli  # the examples' shared --checkpoint-dir / --save-params flags
 
 import torchrs_fn as rs
 from torchrs_fn import layers, metrics, models, optim, train
@@ -109,7 +119,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    _cli.add_checkpoint_flags(p)
     args = p.parse_args(argv)
+    _cli.check_checkpoint_flags(p, args)
     for name in ("epochs", "batch_size", "eval_batch_size", "embedding_dim"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -229,8 +241,14 @@ def run(args: argparse.Namespace) -> dict:
     eval_step = train.make_eval_step(eval_fn, compile=False)
 
     state, history = train.fit(
-        train_step, state, train_loader, epochs=args.epochs, verbose=not args.json
+        train_step,
+        state,
+        train_loader,
+        epochs=args.epochs,
+        verbose=not args.json,
+        checkpoint=_cli.checkpointer(args),
     )
+    _cli.save_params(args, state.params)
     t0 = time.perf_counter()
     candidates = models.candidate_embeddings_for_table(
         model, state.params, {"target": candidate_ids}

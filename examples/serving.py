@@ -20,6 +20,12 @@ reports, on its machine, brute force 22 ms and ScaNN 1.3 ms for one query over 1
     python examples/serving.py --data-dir ../shared/data/ml-100k
     python examples/serving.py --json                 # one JSON line per (corpus, index)
     python examples/serving.py --corpus-size 100000   # a quicker run
+    python examples/serving.py --checkpoint-dir ckpt  # train (or resume) the model there
+    python examples/serving.py --save-params params.trs
+
+``--checkpoint-dir``, ``--checkpoint-every`` and ``--save-params`` go to the training, as in
+``movielens_retrieval.py``: a rerun with the same ``--checkpoint-dir`` finds the finished model
+there and goes straight to serving instead of training it again.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cli  # the examples' shared --checkpoint-dir / --save-params flags
 import movielens_retrieval  # the tutorial's model and training, reused
 
 import torchrs_fn as rs
@@ -50,7 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--indexes", default="brute_force,scann,faiss_ivf,faiss_hnsw")
     p.add_argument("--json", action="store_true", help="one JSON line per (corpus, index)")
+    _cli.add_checkpoint_flags(p)
     args = p.parse_args(argv)
+    _cli.check_checkpoint_flags(p, args)
     if args.corpus_size < 2000:
         p.error("--corpus-size must be at least 2000")
     return args
@@ -63,6 +72,8 @@ def train_model(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
         ["--seed", str(args.seed), "--json"]
         + (["--data-dir", args.data_dir] if args.data_dir else [])
     )
+    rargs.checkpoint_dir, rargs.checkpoint_every = args.checkpoint_dir, args.checkpoint_every
+    rargs.save_params = args.save_params
     result = movielens_retrieval.run(rargs, keep=out)
     model, params = out["model"], out["params"]
     with torch.no_grad():

@@ -19,9 +19,16 @@ reaches the loss as a tensor: the model's ``compute_loss`` takes ``hparams`` and
                                                               #   pip install -e '.[plots]')
     python examples/sweep.py --learning-rates 0.1,0.5 --temperatures 0.1,1 --epochs 1
     python examples/sweep.py --memory-budget 64M              # train the grid in chunks
+    python examples/sweep.py --save-params params.trs         # params.lr0.1_t0.5.trs, ...
 
 ``--memory-budget`` bounds the memory of the stacked train states (bytes, or with a K/M/G suffix):
 the configurations are then trained in chunks, one after the other, by the same compiled step.
+
+``--save-params PATH`` writes every configuration's trained parameters with
+``torchrs_fn.save_tree``, one file per configuration, named ``lrA_tB`` after its learning rate
+and temperature and inserted before the suffix (``params.trs`` -> ``params.lr0.1_t0.5.trs``).
+Unlike the other examples this one takes no ``--checkpoint-dir``: ``train.sweep`` runs its own
+vmapped loop, not ``train.fit``, and does not checkpoint.
 
 Not yet here: the issue also asks for a learning rate × L2 sweep of TFRS's basic *ranking* model;
 it will join this example once the ranking model exists in torchrs_fn.
@@ -34,10 +41,14 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cli  # the examples' shared --checkpoint-dir / --save-params flags
 
 import torchrs_fn as rs
 from torchrs_fn import layers, metrics, optim, train
@@ -145,6 +156,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
     p.add_argument("--json", action="store_true", help="one JSON line per configuration")
     p.add_argument("--plot", default=None, metavar="PATH", help="write a PNG heat map here")
+    _cli.add_checkpoint_flags(p, runs="lrA_tB, e.g. lr0.1_t0.5", checkpoint=False)
     args = p.parse_args(argv)
     allowed = [*metrics.top_k_metric_names(), "loss"]
     if args.metric not in allowed:
@@ -228,6 +240,9 @@ def run(args: argparse.Namespace) -> tuple[train.SweepResult, dict]:
         "compiled": compile_,
         "torch": torch.__version__,
     }
+    for i, config in enumerate(result.configs):
+        run_name = f"lr{config['learning_rate']:g}_t{config['temperature']:g}"
+        _cli.save_params(args, result.state(i).params, run_name)
     return result, info
 
 
