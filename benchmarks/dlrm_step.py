@@ -231,8 +231,13 @@ def build(args: argparse.Namespace, synth: Any) -> dict[str, Any]:
     tables = None
     if args.sparse:
         # params["embeddings"] holds one table per feature, in the order of the ids' columns.
+        # Only tables of at least --sparse-min-rows rows: a small table is cheaper dense.
         names = list(params["embeddings"])
-        tables = {f"embeddings.{n}.weight": f"sparse_{i}" for i, n in enumerate(names)}
+        tables = {
+            f"embeddings.{n}.weight": f"sparse_{i}"
+            for i, n in enumerate(names)
+            if vocab_sizes[i] >= args.sparse_min_rows
+        }
     step = train.make_train_step(
         loss_fn, optimizer, compile=compile_, precision=args.precision, sparse_tables=tables
     )
@@ -329,6 +334,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "precision": args.precision,
         "sparse": args.sparse,
+        "sparse_min_rows": args.sparse_min_rows if args.sparse else None,
         "step_seconds": step_seconds,
         "steps": args.steps * args.repeats,
         "warmup": args.warmup,
@@ -387,6 +393,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sparse",
         action="store_true",
         help="row-sparse embedding updates (make_train_step(sparse_tables=...))",
+    )
+    p.add_argument(
+        "--sparse-min-rows",
+        type=int,
+        default=0,
+        help="with --sparse: only the tables of at least this many rows (default: all)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON line")
     args = p.parse_args(argv)
