@@ -444,5 +444,9 @@ def test_resume_with_other_loader_settings_is_refused(tmp_path):
     other = Loader(loader._table, 32, shuffle=True, seed=3)
     with pytest.raises(ValueError, match="batch_size=16"):
         train.fit(step, state, other, epochs=2, verbose=False, checkpoint=ckpt)
+    # Another number of ranks: the checkpoint names the world size it was written with.
+    two_ranks = Loader(loader._table, loader.batch_size, shuffle=True, seed=3, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="world_size=1"):
+        train.fit(step, state, two_ranks, epochs=2, verbose=False, checkpoint=ckpt)
     with pytest.raises(TypeError, match="epoch_batches"):
         train.fit(step, state, list(loader), epochs=2, verbose=False, checkpoint=ckpt)

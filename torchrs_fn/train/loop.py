@@ -85,7 +85,10 @@ def _fmt(logs: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-_LOADER_SETTINGS = ("num_rows", "batch_size", "shuffle", "seed", "drop_remainder")
+# world_size too: under data parallelism the global batches depend on W x batch_size, so a
+# resume on another number of ranks would replay other batches (the rank is not kept: every
+# rank resumes from rank 0's checkpoint).
+_LOADER_SETTINGS = ("num_rows", "batch_size", "shuffle", "seed", "drop_remainder", "world_size")
 
 
 def _loader_settings(loader: Any) -> dict[str, Any]:
