@@ -85,8 +85,11 @@ def _assert_matches(got, want):
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("excluded", [False, True])
 @pytest.mark.parametrize("chunk", [None, 7])
-def test_retrieval_metrics_match_brute_force(seed, ties, excluded, chunk):
+@pytest.mark.parametrize("padded", [False, True])
+def test_retrieval_metrics_match_brute_force(seed, ties, excluded, chunk, padded):
     q, c, relevant, exclude = _inputs(seed, ties)
+    if padded:  # mostly padding: the eager path writes only the real (row, candidate) pairs
+        exclude = torch.cat([torch.full((exclude.shape[0], 14), -1), exclude], dim=1)
     exclude = exclude if excluded else None
     ks = (1, 5, 10)
     got = metrics.retrieval_metrics(q, c, relevant, ks=ks, exclude=exclude, chunk_size=chunk)
@@ -233,11 +236,14 @@ def test_accumulator_errors():
 
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("chunk", [None, 7])
-def test_positive_ranks_with_exclusions_match_brute_force(ties, chunk):
+@pytest.mark.parametrize("padded", [False, True])
+def test_positive_ranks_with_exclusions_match_brute_force(ties, chunk, padded):
     q, c, _, exclude = _inputs(3, ties)
     g = torch.Generator().manual_seed(9)
     positives = torch.randint(0, 30, (12,), generator=g)
     exclude[5, 0] = positives[5]  # an excluded positive: rank N
+    if padded:  # mostly padding: the eager path writes only the real (row, candidate) pairs
+        exclude = torch.cat([exclude, torch.full((exclude.shape[0], 14), -1)], dim=1)
     kwargs = {} if chunk is None else {"chunk_size": chunk}
     ranks = metrics.positive_ranks(q, c, positives, exclude=exclude, **kwargs)
     want = ref_ranks(q, c, positives, exclude)
