@@ -22,7 +22,11 @@ the same law among the rows it does not exclude (a held-out rating is of an unse
 Embeddings: the clustered data of ``topk_vs_faiss.make_data`` (1,000 Gaussian centres + 0.3
 noise).
 
-How: the two calls alternate, ``--repeats`` times each after one warm-up of each; the figure is
+A third call passes the same exclusions as ``(query_rows, candidate_rows)`` pairs (the form
+``data.UserPositives.gather`` returns; built before timing, as the padded tensor is), with
+``ratio_pairs`` and ``ratio_pairs_paired_median``; its results must equal the padded call's.
+
+How: the calls alternate, ``--repeats`` times each after one warm-up of each; the figure is
 the median, and ``ratio = with / without`` (medians); ``ratio_paired_median`` is the median of
 each with-call over the without-call just before it, which a drift of the machine's speed
 between calls does not move. If a ratio exceeds ``--profile-above`` (1.5, the
@@ -150,11 +154,16 @@ def make_case(name: str) -> dict[str, Any]:
     counts = exclusion_counts(b, spec, n, rng)
     exclude = draw_exclusions(counts, p, rng)
     positives = draw_positives(exclude, p, rng)
+    padded = torch.from_numpy(exclude)
+    rows, slots = (padded >= 0).nonzero(as_tuple=True)
     return {
         "queries": torch.from_numpy(queries),
         "candidates": torch.from_numpy(candidates),
         "positives": torch.from_numpy(positives.astype(np.int64)),
-        "exclude": torch.from_numpy(exclude),
+        "exclude": padded,
+        # The same exclusions as (query row, candidate row) pairs, the form
+        # data.UserPositives.gather returns (built before timing, as the padded form is).
+        "exclude_pairs": (rows, padded[rows, slots]),
         "shape": {"queries": b, "candidates": n, "dim": d},
         "exclusions": {
             "width": int(exclude.shape[1]),
@@ -175,10 +184,19 @@ def time_case(case: dict[str, Any], repeats: int) -> dict[str, Any]:
     def with_exclusions() -> dict[str, torch.Tensor]:
         return metrics.factorized_top_k(q, c, pos, ks=KS, exclude=ex)
 
-    plain, excl = without(), with_exclusions()  # warm-up
-    times: dict[str, list[float]] = {"without": [], "with": []}
+    def with_pairs() -> dict[str, torch.Tensor]:
+        return metrics.factorized_top_k(q, c, pos, ks=KS, exclude=case["exclude_pairs"])
+
+    plain, excl, paired = without(), with_exclusions(), with_pairs()  # warm-up
+    for k in KS:
+        assert torch.equal(excl[f"top_{k}"], paired[f"top_{k}"]), "pairs and padded disagree"
+    times: dict[str, list[float]] = {"without": [], "with": [], "with_pairs": []}
     for _ in range(repeats):
-        for label, fn in (("without", without), ("with", with_exclusions)):
+        for label, fn in (
+            ("without", without),
+            ("with", with_exclusions),
+            ("with_pairs", with_pairs),
+        ):
             t = time.perf_counter()
             fn()
             times[label].append(time.perf_counter() - t)
@@ -187,7 +205,13 @@ def time_case(case: dict[str, Any], repeats: int) -> dict[str, Any]:
         "with_seconds": statistics.median(times["with"]),
         "without_all_seconds": times["without"],
         "with_all_seconds": times["with"],
+        "with_pairs_seconds": statistics.median(times["with_pairs"]),
+        "with_pairs_all_seconds": times["with_pairs"],
         "ratio": statistics.median(times["with"]) / statistics.median(times["without"]),
+        "ratio_pairs": statistics.median(times["with_pairs"]) / statistics.median(times["without"]),
+        "ratio_pairs_paired_median": statistics.median(
+            w / wo for w, wo in zip(times["with_pairs"], times["without"], strict=True)
+        ),
         # Each with-call's time over the without-call just before it: robust to the machine's
         # speed drifting between calls (the two alternate).
         "ratio_paired_median": statistics.median(

@@ -321,3 +321,78 @@ def test_checks_are_skipped_under_vmap_and_values_still_match():
     for lane in range(2):
         want = ref_retrieval_metrics(lanes[0][lane], c, lanes[1][lane], (2,), exclude)
         _assert_matches({k: v[lane] for k, v in got.items()}, want)
+
+
+# --- exclusions as (query row, candidate row) pairs -----------------------------------------------
+
+
+def _as_pairs(exclude: torch.Tensor, shuffle_seed: int | None = None):
+    rows, slots = (exclude >= 0).nonzero(as_tuple=True)
+    pairs = (rows, exclude[rows, slots])
+    if shuffle_seed is not None:  # unsorted pairs are sorted by the metric
+        order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(shuffle_seed))
+        pairs = (rows[order], pairs[1][order])
+    return pairs
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_exclusion_pairs_equal_the_padded_form(chunk, shuffled):
+    q, c, relevant, exclude = _inputs(4, ties=True)
+    g = torch.Generator().manual_seed(2)
+    positives = torch.randint(0, 30, (12,), generator=g)
+    exclude[7, 1] = positives[7]  # an excluded positive
+    pairs = _as_pairs(exclude, 5 if shuffled else None)
+    kwargs = {} if chunk is None else {"chunk_size": chunk}
+    want = ref_ranks(q, c, positives, exclude)
+    assert metrics.positive_ranks(q, c, positives, exclude=pairs, **kwargs).tolist() == want
+    assert want[7] == 30
+    hits = metrics.factorized_top_k(q, c, positives, ks=(1, 5), exclude=pairs)
+    padded_hits = metrics.factorized_top_k(q, c, positives, ks=(1, 5), exclude=exclude)
+    for k in (1, 5):
+        assert torch.equal(hits[f"top_{k}"], padded_hits[f"top_{k}"])
+    got = metrics.retrieval_metrics(q, c, relevant, ks=(1, 5), exclude=pairs, **kwargs)
+    _assert_matches(got, ref_retrieval_metrics(q, c, relevant, (1, 5), exclude))
+
+
+def test_exclusion_pairs_from_user_positives(ml100k_dir):
+    # Real MovieLens positives: UserPositives.gather gives the pairs, .padded the padded form.
+    import numpy as np
+
+    from torchrs_fn.data import UserPositives
+
+    raw = np.loadtxt(ml100k_dir / "u.data", dtype=np.int64)
+    positives = UserPositives(raw[:, 0], raw[:, 1], num_users=944, num_items=1683)
+    users = torch.arange(1, 201)
+    g = torch.Generator().manual_seed(0)
+    q, c = torch.randn(200, 8, generator=g), torch.randn(1683, 8, generator=g)
+    targets = torch.randint(1, 1683, (200,), generator=g)
+    a = metrics.factorized_top_k(q, c, targets, ks=(10, 100), exclude=positives.gather(users))
+    b = metrics.factorized_top_k(q, c, targets, ks=(10, 100), exclude=positives.padded(users))
+    for k in (10, 100):
+        assert torch.equal(a[f"top_{k}"], b[f"top_{k}"])
+
+
+@pytest.mark.parametrize(
+    ("pairs", "error", "match"),
+    [
+        ((torch.tensor([0, 1]),), TypeError, "query_rows, candidate_rows"),
+        ((torch.tensor([0.0]), torch.tensor([1])), TypeError, "integer"),
+        ((torch.tensor([0, 1]), torch.tensor([1])), ValueError, "same length"),
+        ((torch.tensor([0, 12]), torch.tensor([1, 2])), IndexError, "query rows"),
+        ((torch.tensor([0, 1]), torch.tensor([1, 30])), IndexError, "candidate rows"),
+        ((torch.tensor([0, 1]), torch.tensor([-1, 2])), IndexError, "candidate rows"),
+    ],
+)
+def test_bad_exclusion_pairs_are_named(pairs, error, match):
+    q, c, _, _ = _inputs(0, ties=False)
+    with pytest.raises(error, match=match):
+        metrics.positive_ranks(q, c, torch.zeros(12, dtype=torch.int64), exclude=pairs)
+
+
+def test_exclusion_pairs_under_vmap_are_a_clear_error():
+    q, c, _, exclude = _inputs(0, ties=False)
+    pairs = _as_pairs(exclude)
+    pos = torch.zeros(12, dtype=torch.int64)
+    with pytest.raises(ValueError, match="eager evaluation"):
+        torch.vmap(lambda x: metrics.positive_ranks(x, c, pos, exclude=pairs))(q[None])

@@ -20,7 +20,9 @@ retrieved and never scores above anything. A positive or relevant row that is al
 therefore never retrieved: it counts as a miss (rank ``N`` in ``positive_ranks``; still in the
 relevant set, so it lowers recall), as if it had been dropped from the catalogue.
 ``data.UserPositives.padded`` builds such a tensor from each user's positives (item ids; map them
-to rows first unless rows are item ids).
+to rows first unless rows are item ids). Eagerly, ``exclude`` may also be given as
+``(query_rows, candidate_rows)`` pairs, one entry per exclusion (``data.UserPositives.gather``
+returns that form): its cost follows the real exclusions, with no padding to the longest row.
 
 Candidates are scored in chunks and queries in blocks, so the ``[B, N]`` score matrix is never
 held whole for large N. Every function here is a function of tensors without host syncs (the
@@ -204,6 +206,71 @@ def _compact(q: torch.Tensor, c: torch.Tensor, exclude: torch.Tensor) -> torch.T
     return _Pairs(rows, exclude[rows, slots])
 
 
+Exclusions = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+
+
+def _is_pairs(exclude: Exclusions) -> bool:
+    return isinstance(exclude, (tuple, list))
+
+
+def _check_pairs(name: str, exclude: Sequence[torch.Tensor], b: int, n: int) -> _Pairs:
+    """``exclude`` given as ``(query rows [M], candidate rows [M])`` pairs, checked and sorted
+    by query row (eager only: the pairs of a query block are a data-dependent slice)."""
+    if len(exclude) != 2 or not all(isinstance(x, torch.Tensor) for x in exclude):
+        raise TypeError(
+            f"{name} as pairs must be (query_rows, candidate_rows), two int64 tensors [M], got "
+            f"{[type(x).__name__ for x in exclude]}"
+        )
+    rows, cols = exclude
+    if not (_is_int(rows) and _is_int(cols)):
+        raise TypeError(f"{name} pairs must be integer tensors, got {rows.dtype} and {cols.dtype}")
+    if rows.ndim != 1 or rows.shape != cols.shape:
+        raise ValueError(
+            f"{name} pairs must be two 1-d tensors of the same length, got {tuple(rows.shape)} "
+            f"and {tuple(cols.shape)}"
+        )
+    if torch.compiler.is_compiling() or inside_transforms():
+        raise ValueError(
+            f"{name} as (query_rows, candidate_rows) pairs is for eager evaluation (its blocks "
+            "have data-dependent sizes); under torch.compile or vmap pass the padded [B, E] "
+            "form (data.UserPositives.padded)"
+        )
+    rows, cols = rows.long(), cols.long()
+    if rows.numel():
+        if int(rows.min()) < 0 or int(rows.max()) >= b:
+            raise IndexError(
+                f"{name} pairs: query rows must lie in [0, {b}), got "
+                f"[{int(rows.min())}, {int(rows.max())}]"
+            )
+        if int(cols.min()) < 0 or int(cols.max()) >= n:
+            raise IndexError(
+                f"{name} pairs: candidate rows must lie in [0, {n}), got "
+                f"[{int(cols.min())}, {int(cols.max())}]"
+            )
+        if bool((rows[1:] < rows[:-1]).any()):
+            order = torch.argsort(rows, stable=True)
+            rows, cols = rows[order], cols[order]
+    return _Pairs(rows, cols)
+
+
+def _pairs_block(pairs: _Pairs, qs: int, qe: int) -> _Pairs:
+    """The pairs of queries ``qs .. qe`` (sorted pairs: one slice), rows relative to ``qs``."""
+    bounds = torch.tensor([qs, qe], dtype=torch.int64, device=pairs.rows.device)
+    lo, hi = torch.searchsorted(pairs.rows, bounds).tolist()
+    return _Pairs(pairs.rows[lo:hi] - qs, pairs.cols[lo:hi])
+
+
+def _padded(pairs: _Pairs, b: int) -> torch.Tensor:
+    """Sorted pairs as the padded ``[b, E]`` form (-1 padding)."""
+    lengths = torch.bincount(pairs.rows, minlength=b)
+    width = int(lengths.max()) if b and pairs.rows.numel() else 0
+    first = torch.cumsum(lengths, 0) - lengths
+    column = torch.arange(pairs.rows.numel(), device=pairs.rows.device) - first[pairs.rows]
+    out = torch.full((b, width), -1, dtype=torch.int64, device=pairs.rows.device)
+    out[pairs.rows, column] = pairs.cols
+    return out
+
+
 def _score_chunks(
     q: torch.Tensor, c: torch.Tensor, exclude: torch.Tensor | _Pairs, chunk: int
 ) -> tuple[list[int], Callable[[int], torch.Tensor]]:
@@ -237,7 +304,7 @@ def positive_ranks(
     positive_indices: torch.Tensor,
     *,
     chunk_size: int = _CHUNK,
-    exclude: torch.Tensor | None = None,
+    exclude: Exclusions = None,
 ) -> torch.Tensor:
     """``[B]`` int64: for each query, how many candidates score strictly higher than its positive.
 
@@ -246,7 +313,9 @@ def positive_ranks(
         candidate_embeddings: ``[N, D]``, the whole candidate set.
         positive_indices: ``[B]`` row of each query's positive in ``candidate_embeddings``.
         chunk_size: candidates scored at a time.
-        exclude: ``[B, E]`` candidate rows to leave out of each query's ranking, padded with -1;
+        exclude: ``[B, E]`` candidate rows to leave out of each query's ranking, padded with -1,
+            or (eagerly) ``(query_rows, candidate_rows)`` pairs, e.g.
+            ``data.UserPositives.gather(users)``, which cost only the real entries;
             ``None``: none.
 
     Rank 0 means the positive is the best-scoring candidate (ties with it count in its favour).
@@ -269,13 +338,17 @@ def positive_ranks(
             raise IndexError(
                 f"positive_indices must lie in [0, {n}) (the candidate rows), got values in [{lo}, {hi}]"
             )
-    excl = _check_rows("exclude", exclude, b, n).to(q.device)
+    if _is_pairs(exclude):
+        pairs, excl = _check_pairs("exclude", exclude, b, n), None
+        pairs = _Pairs(pairs.rows.to(q.device), pairs.cols.to(q.device))
+    else:
+        pairs, excl = None, _check_rows("exclude", exclude, b, n).to(q.device)
     idx = positive_indices.long()[:, None]
     # The positive's score is read from the same matmul that scores every candidate, and its own
     # column is never counted (not > itself), so rounding never ranks the positive below itself.
     parts = []
     for qs, qe in _query_blocks(b, min(n, chunk_size)):
-        block = _compact(q, c, excl[qs:qe])
+        block = _pairs_block(pairs, qs, qe) if pairs is not None else _compact(q, c, excl[qs:qe])
         starts, score = _score_chunks(q[qs:qe], c, block, chunk_size)
         pos = q.new_zeros(qe - qs, 1)
         for start in starts:
@@ -287,7 +360,7 @@ def positive_ranks(
         if isinstance(block, _Pairs):
             own = block.rows[block.cols == idx[qs:qe, 0][block.rows]]
             ranks = ranks.index_fill_(0, own, n)
-        elif excl.shape[1]:
+        elif excl is not None and excl.shape[1]:
             own = (excl[qs:qe] == idx[qs:qe]).any(dim=1)
             ranks = torch.where(own, torch.full_like(ranks, n), ranks)
         parts.append(ranks)
@@ -300,7 +373,7 @@ def factorized_top_k(
     positive_indices: torch.Tensor,
     ks: Sequence[int] = DEFAULT_KS,
     *,
-    exclude: torch.Tensor | None = None,
+    exclude: Exclusions = None,
 ) -> dict[str, torch.Tensor]:
     """TFRS ``FactorizedTopK``: per-query top-k hits over all candidates.
 
@@ -310,8 +383,9 @@ def factorized_top_k(
         positive_indices: ``[B]`` row of each query's positive in ``candidate_embeddings``.
         ks: the cut-offs (TFRS default 1, 5, 10, 50, 100), each at most N (TFRS's top-k fails
             likewise).
-        exclude: ``[B, E]`` candidate rows to leave out of each query's ranking, padded with -1
-            (see ``positive_ranks``: an excluded positive is a miss).
+        exclude: ``[B, E]`` candidate rows to leave out of each query's ranking, padded with -1,
+            or (eagerly) ``(query_rows, candidate_rows)`` pairs (see ``positive_ranks``: an
+            excluded positive is a miss).
 
     Returns:
         ``{"top_1": [B] float (1.0 hit / 0.0 miss), "top_5": ..., ...}``; their means over a
@@ -455,7 +529,7 @@ def retrieval_metrics(
     relevant: torch.Tensor,
     *,
     ks: Sequence[int] = (10,),
-    exclude: torch.Tensor | None = None,
+    exclude: Exclusions = None,
     chunk_size: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-query retrieval metrics at each cut-off k, from one exact top-k over all candidates.
@@ -485,7 +559,7 @@ def retrieval_metrics(
         relevant: ``[B, R]`` integer candidate rows relevant to each query, padded with -1.
         ks: the cut-offs (Python ints), each at most N.
         exclude: ``[B, E]`` integer candidate rows to leave out of each query's ranking, padded
-            with -1; ``None``: none.
+            with -1, or (eagerly) ``(query_rows, candidate_rows)`` pairs; ``None``: none.
         chunk_size: candidates scored at a time (default 65536); memory is bounded by about
             ``2**21`` scores per block plus ``[B, max k]``.
 
@@ -508,6 +582,8 @@ def retrieval_metrics(
     if relevant is None:
         raise TypeError("relevant must be an int64 tensor [B, R], got None")
     rel = _check_rows("relevant", relevant, b, n).to(q.device)
+    if _is_pairs(exclude):
+        exclude = _padded(_check_pairs("exclude", exclude, b, n), b)
     excl = _check_rows("exclude", exclude, b, n).to(q.device)
     chunk = _CHUNK if chunk_size is None else int(chunk_size)
     if chunk < 1:
@@ -647,7 +723,7 @@ def retrieval_metrics_update(
     query_embeddings: torch.Tensor,
     candidate_embeddings: torch.Tensor,
     relevant: torch.Tensor,
-    exclude: torch.Tensor | None = None,
+    exclude: Exclusions = None,
 ) -> RetrievalMetricsState:
     """Fold one batch of queries into ``state`` (a new state; ``state`` is not modified).
 
@@ -656,7 +732,8 @@ def retrieval_metrics_update(
         query_embeddings: ``[B, D]``.
         candidate_embeddings: ``[N, D]``, the same N candidate rows as the state's.
         relevant: ``[B, R]`` relevant candidate rows per query, padded with -1.
-        exclude: ``[B, E]`` candidate rows to leave out per query, padded with -1; ``None``: none.
+        exclude: ``[B, E]`` candidate rows to leave out per query, padded with -1, or (eagerly)
+            ``(query_rows, candidate_rows)`` pairs; ``None``: none.
     """
     ks = _state_ks(state)
     n = next(iter(state.retrieved.values())).shape[0]
