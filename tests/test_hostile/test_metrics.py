@@ -231,3 +231,30 @@ def test_brute_force_top_k_refuses_non_finite_candidates(n, where, bad, chunk):
     c[where.draw(st.integers(0, n - 1)), where.draw(st.integers(0, 2))] = bad
     with pytest.raises(ValueError, match="candidates contain NaN or inf"):
         brute_force_top_k(torch.randn(4, 3), c, 1, chunk_size=chunk)
+
+
+@settings(HOSTILE, max_examples=60)
+@given(case=retrieval_cases(), chunk=st.none() | st.integers(1, 50), pad=st.integers(0, 12))
+def test_exclusion_pairs_padded_and_wide_padding_agree(case, chunk, pad):
+    # The three spellings of one set of exclusions: padded, padded with many extra -1 columns
+    # (the eager path then writes only real pairs), and (query row, candidate row) pairs in a
+    # shuffled order. Ranks and metrics must not depend on the spelling.
+    q, c, k, exclude, relevant = case
+    b = q.shape[0]
+    wide = torch.cat([torch.full((b, pad), -1), exclude], dim=1)
+    rows, slots = (exclude >= 0).nonzero(as_tuple=True)
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(pad))
+    pairs = (rows[order], exclude[rows, slots][order])
+    positives = (
+        relevant.clamp(min=0)[:, 0] if relevant.shape[1] else torch.zeros(b, dtype=torch.long)
+    )
+    kwargs = {} if chunk is None else {"chunk_size": chunk}
+    want = metrics.positive_ranks(q, c, positives, exclude=exclude, **kwargs)
+    for form in (wide, pairs):
+        assert torch.equal(metrics.positive_ranks(q, c, positives, exclude=form, **kwargs), want)
+    ks = (k,)
+    ref = metrics.retrieval_metrics(q, c, relevant, ks=ks, exclude=exclude, chunk_size=chunk)
+    for form in (wide, pairs):
+        got = metrics.retrieval_metrics(q, c, relevant, ks=ks, exclude=form, chunk_size=chunk)
+        for name, value in ref.items():
+            assert torch.equal(got[name], value), name

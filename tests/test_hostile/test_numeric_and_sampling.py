@@ -275,3 +275,25 @@ def test_user_positives_with_huge_item_ids_are_exact_or_refused(pairs, probe):
     assert got.tolist() == [q in set(pairs) for q in queries]
     for u in set(users):
         assert positives[u].tolist() == sorted({i for v, i in pairs if v == u})
+
+
+@settings(HOSTILE, max_examples=60)
+@given(
+    ids=st.lists(st.integers(-3, 2**62), max_size=40),
+    shape=st.sampled_from(["flat", "rows"]),
+)
+def test_unique_ids_round_trip_any_ids(ids, shape):
+    # optim.unique_ids (the row-sparse step's compaction): every non-negative id comes back
+    # through its slot, the valid slots are exactly the distinct ids, padding stays negative.
+    from torchrs_fn import optim
+
+    t = torch.tensor(ids, dtype=torch.int64)
+    if shape == "rows" and len(ids) % 2 == 0:
+        t = t.reshape(2, -1)
+    r = optim.unique_ids(t)
+    assert r.ids.shape == (t.numel() + 1,) and r.inverse.shape == t.shape
+    real = t[t >= 0]
+    assert sorted(r.ids[r.valid].tolist()) == sorted(set(real.tolist()))
+    assert r.ids[0] == 0
+    back = torch.where(t >= 0, r.ids[r.inverse.clamp(min=0)], t)
+    assert torch.equal(back, t)
