@@ -94,7 +94,13 @@ def _marker(index: int) -> int:
     return (1 << 40) + 7919 * (index + 1)
 
 
-def _write_rows(full: torch.Tensor, rows: RowIds, new: torch.Tensor, old: torch.Tensor):
+def _write_rows(
+    full: torch.Tensor,
+    rows: RowIds,
+    new: torch.Tensor,
+    old: torch.Tensor,
+    batched: bool | None = None,
+):
     """``full`` with ``new`` written at ``rows.ids`` (``old`` = ``full[rows.ids]``).
 
     Training writes the rows in place with ``index_put_``; the unused slots (which repeat slot
@@ -111,17 +117,20 @@ def _write_rows(full: torch.Tensor, rows: RowIds, new: torch.Tensor, old: torch.
         return full.index_add(0, rows.ids, delta.to(full.dtype))
     first = torch.where(valid[:1], new[:1], old[:1])
     values = torch.where(valid, new, first).to(full.dtype)
-    if _in_place(full, values):
+    if _in_place(full, values, batched):
         return full.index_put_((rows.ids,), values)
     return full.index_put((rows.ids,), values)
 
 
-def _in_place(full: torch.Tensor, values: torch.Tensor) -> bool:
+def _in_place(full: torch.Tensor, values: torch.Tensor, batched: bool | None = None) -> bool:
     """Whether the rows may be written into ``full`` itself (no derivative is being taken):
     always outside ``vmap``; under ``vmap`` only when ``full`` is batched wherever ``values``
     is (a sweep over stacked tables; a sweep over hyperparameters alone shares one table among
-    its configurations, which must get a copy each)."""
+    its configurations, which must get a copy each). ``batched=True`` says the tables are
+    stacked (``train.make_sweep_step`` knows it), which tracing cannot see."""
     if not vmap_levels():
+        return True
+    if batched:
         return True
     if torch.compiler.is_compiling():
         return False  # batchedness is not visible while tracing: the safe choice
@@ -228,10 +237,13 @@ class RowView:
         new_params: PyTree,
         new_state: PyTree,
         rows: Mapping[str, RowIds],
+        stacked: bool | None = None,
     ) -> tuple[PyTree, PyTree]:
         """The full ``(params, opt_state)`` after the optimizer ran on the view: the dense leaves
         from ``new_params`` / ``new_state``, each table and slot with its new rows written in
-        (in place unless a derivative is being taken through the step)."""
+        (in place unless a derivative is being taken through the step). ``stacked=True``: under
+        ``vmap`` the tables are stacked per configuration (a sweep), so they are written in
+        place even while ``torch.compile`` traces."""
         full_p, old_p, new_p = (
             tree.leaves(params),
             tree.leaves(view_params),
@@ -241,9 +253,9 @@ class RowView:
         new_s = tree.leaves(new_state)
         for name in self.tables:
             i, r = self.index[name], rows[name]
-            new_p[i] = _write_rows(full_p[i], r, new_p[i], old_p[i])
+            new_p[i] = _write_rows(full_p[i], r, new_p[i], old_p[i], stacked)
             for j in self.slots[name]:
-                new_s[j] = _write_rows(full_s[j], r, new_s[j], old_s[j])
+                new_s[j] = _write_rows(full_s[j], r, new_s[j], old_s[j], stacked)
         return (
             tree.unflatten(tree.structure(new_params), new_p),
             tree.unflatten(tree.structure(new_state), new_s),

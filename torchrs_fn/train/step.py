@@ -277,7 +277,8 @@ def make_train_step(
             updated in place (keep using the returned state, never the old one). SGD and
             Adagrad give the dense update's numbers; Adam and momentum become lazy (rows not
             in the batch do not move). Every id the loss looks up in a table must come from
-            its columns; the first eager call checks that the loss is the dense one.
+            its columns; the first eager call checks it (a dense gradient must vanish outside
+            the batch's rows).
             Not combinable with data parallelism yet (an error). The first call builds the
             row view eagerly (under ``torch.compile(fullgraph=True)`` of a function that calls
             the step, call the step once before).
@@ -344,13 +345,23 @@ def make_train_step(
 
     view: list[RowView] = []  # built at the first call, from the state's parameter tree
 
-    def sparse_step(state: TrainState, batch: Batch) -> tuple[TrainState, Logs]:
+    def sparse_step(
+        state: TrainState, batch: Batch, active: torch.Tensor | None = None
+    ) -> tuple[TrainState, Logs]:
+        # ``active`` (private, for make_sweep_step): a configuration that is not active or whose
+        # loss is not finite writes its old rows back, since the tables are updated in place and
+        # the sweep cannot restore them afterwards.
         check_hparams(state)
         rows, view_batch = _row_batch(columns, batch)
         view_params, view_state = view[0].gather(state.params, state.opt_state, rows)
         grads, (loss_value, aux) = grads_and_loss(state, view_params, view_batch)
         updates, new_view_state = optimizer.update(grads, view_state, view_params)
         new_view_params = apply_updates(view_params, updates)
+        if active is not None:
+            applied = active & torch.isfinite(loss_value)
+            keep = lambda n, o: torch.where(applied, n, o)  # noqa: E731
+            new_view_params = tree.map(keep, new_view_params, view_params)
+            new_view_state = tree.map(keep, new_view_state, view_state)
         params, opt_state = view[0].scatter(
             state.params,
             state.opt_state,
@@ -359,6 +370,7 @@ def make_train_step(
             new_view_params,
             new_view_state,
             rows,
+            stacked=active is not None,
         )
         logs = {"loss": loss_value, **aux}
         return state._replace(params=params, opt_state=opt_state, step=state.step + 1), logs
@@ -371,12 +383,27 @@ def make_train_step(
         view_params, _ = view[0].gather(state.params, state.opt_state, rows)
         hp = step_hparams(state)
         hint = (
-            f"the loss looks up ids in a sparse table ({sorted(columns)}) that are not in the "
+            f"the loss reads rows of a sparse table ({sorted(columns)}) other than those of the "
             "batch columns named for it (sampled negatives? a column missing from the mapping? "
-            "ids hashed inside the model?), or uses the table's row count"
+            "ids hashed inside the model? a penalty over the whole table?), or uses the table's "
+            "row count"
         )
+        # The dense gradient must vanish outside the batch's rows: else the loss reads rows the
+        # view does not hold, and the row-sparse step would silently differ from the dense one.
+        grads, (dense, _) = _autograd_grad_and_value(with_aux, state.params, batch, hp)
+        flat = dict(tree.flatten_with_paths(grads))
+        for path in columns:
+            g = flat[path]
+            touched = torch.zeros(g.shape[0], dtype=torch.bool, device=g.device)
+            touched[rows[path].ids[rows[path].valid]] = True
+            outside = g[~touched]
+            if outside.numel() and bool((outside != 0).any()):
+                count = int((outside != 0).reshape(outside.shape[0], -1).any(1).sum())
+                raise ValueError(
+                    f"make_train_step: sparse table {path!r} has a non-zero gradient in {count} "
+                    f"rows the batch's ids do not name: {hint}"
+                )
         with torch.no_grad():
-            dense, _ = with_aux(state.params, batch, hp)
             try:
                 sparse, _ = with_aux(view_params, view_batch, hp)
             except (IndexError, RuntimeError, ValueError) as e:
@@ -395,14 +422,27 @@ def make_train_step(
         # tensors, once).
         view.append(RowView(optimizer, params, list(columns)))
 
-    def outer(state: TrainState, batch: Batch) -> tuple[TrainState, Logs]:
+    def outer(
+        state: TrainState, batch: Batch, _active: torch.Tensor | None = None
+    ) -> tuple[TrainState, Logs]:
         with _allow_row_views():
             if not view:
                 build_view(state.params)
                 if not torch.compiler.is_compiling() and not inside_transforms():
                     first_call_checks(state, batch)
-            return compiled(state, batch)
+            if _active is None:
+                return compiled(state, batch)
+            return compiled(state, batch, _active)
 
+    def check_one(state: TrainState, batch: Batch) -> None:
+        # For make_sweep_step, whose calls all run under vmap: the first-call check on one
+        # configuration's (unstacked) state.
+        with _allow_row_views():
+            if not view:
+                build_view(state.params)
+            first_call_checks(state, batch)
+
+    outer._check_sparse = check_one  # type: ignore[attr-defined]
     return outer
 
 

@@ -108,6 +108,7 @@ def make_sweep_step(
     optimizer: GradientTransformation,
     *,
     compile: bool | str | dict = True,
+    sparse_tables: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Callable[[TrainState, torch.Tensor, Batch], tuple[TrainState, Logs, torch.Tensor]]:
     """Build ``sweep_step(states, active, batch) -> (states, logs, applied)`` over stacked states.
 
@@ -116,15 +117,22 @@ def make_sweep_step(
     ``make_train_step``'s step, compiled as one graph (``compile`` as in ``make_train_step``).
     Configuration i's state is updated only where ``applied[i] = active[i] and its loss is
     finite``; elsewhere it is returned unchanged, so stopped or diverged configurations stay frozen.
-    ``logs`` hold ``[N]`` tensors.
+    ``logs`` hold ``[N]`` tensors. ``sparse_tables`` as for ``make_train_step``: each
+    configuration's tables are updated by rows, in place (the step consumes ``states``).
     """
-    step = make_train_step(loss, optimizer, compile=False)
+    step = make_train_step(loss, optimizer, compile=False, sparse_tables=sparse_tables)
     compiled: dict[Any, Callable] = {}
 
     def masked(state: TrainState, active: torch.Tensor, batch: Batch):
-        new, logs = step(state, batch)
+        if sparse_tables:
+            # The row-sparse step writes its tables in place, keeping the old rows itself where
+            # a configuration is not applied; the tables it returns are the ones it was given,
+            # and need no (table-sized) select here.
+            new, logs = step(state, batch, _active=active)
+        else:
+            new, logs = step(state, batch)
         applied = active & torch.isfinite(logs["loss"])
-        new = tree.map(lambda n, o: torch.where(applied, n, o), new, state)
+        new = tree.map(lambda n, o: n if n is o else torch.where(applied, n, o), new, state)
         return new, logs, applied
 
     def vstep_for(states: TrainState) -> Callable:
@@ -141,6 +149,8 @@ def make_sweep_step(
             )
         return compiled[spec]
 
+    checked: list[bool] = []
+
     def sweep_step(states: TrainState, active: torch.Tensor, batch: Batch):
         n = _leading_size(states, "sweep_step")
         if active.shape != (n,) or active.dtype != torch.bool:
@@ -148,6 +158,11 @@ def make_sweep_step(
                 f"sweep_step: active must be a bool tensor of shape [{n}], got "
                 f"{active.dtype}{list(active.shape)}"
             )
+        if sparse_tables and not checked and not torch.compiler.is_compiling():
+            # The row-sparse step's first-call check (the loss looks up only the named columns'
+            # ids), on the first configuration: under vmap it cannot run.
+            step._check_sparse(tree.map(lambda x: x[0], states), batch)
+            checked.append(True)
         if torch.compiler.is_compiling():
             # Traced by an outer torch.compile: build the vmapped step inline (the cache keyed by
             # tree structures is plain Python that Dynamo need not see).
@@ -290,6 +305,7 @@ def sweep(
     compile: bool | str | dict = True,
     verbose: bool = True,
     stream: TextIO | None = None,
+    sparse_tables: Mapping[str, str | Sequence[str]] | None = None,
 ) -> SweepResult:
     """Train N configurations at once with one compiled, vmapped step; evaluate each per epoch.
 
@@ -325,6 +341,8 @@ def sweep(
             in chunks of at most ``budget // (STATE_COPIES * state bytes)``. Default: all at once.
         compile: as for ``make_train_step`` (the vmapped step is compiled once for all chunks).
         verbose: print one line per epoch to ``stream`` (default stderr).
+        stream: where ``verbose`` prints.
+        sparse_tables: row-sparse updates of embedding tables, as for ``make_train_step``.
 
     Returns:
         A ``SweepResult``.
@@ -376,7 +394,7 @@ def sweep(
     num_chunks = math.ceil(n / chunk)
     chunk = math.ceil(n / num_chunks)  # balanced chunks, all padded to the same size
 
-    sweep_step = make_sweep_step(loss, optimizer, compile=compile)
+    sweep_step = make_sweep_step(loss, optimizer, compile=compile, sparse_tables=sparse_tables)
     history: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     stopped: dict[int, str] = {}
     failed: list[dict[str, Any]] = []
