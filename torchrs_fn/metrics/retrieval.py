@@ -139,8 +139,16 @@ def _query_blocks(b: int, width: int) -> list[tuple[int, int]]:
     return [(start, min(start + rows, b)) for start in range(0, max(b, 1), rows)]
 
 
+def _eager(q: torch.Tensor, c: torch.Tensor, exclude: torch.Tensor) -> bool:
+    """Whether exclusions may take the eager paths (``out=`` buffers, data-dependent pairs):
+    outside every transform and ``torch.compile``, with no derivative being recorded."""
+    if inside_transforms() or q.requires_grad or c.requires_grad:
+        return False
+    return host_checks_allowed(q, c, exclude)
+
+
 def _chunk_scores(
-    q: torch.Tensor, c: torch.Tensor, exclude: torch.Tensor, start: int, width: int
+    q: torch.Tensor, c: torch.Tensor, exclude: torch.Tensor | _Pairs, start: int, width: int
 ) -> torch.Tensor:
     """``[b, w]`` scores of ``q`` against candidate rows ``start .. start + w``, with the rows in
     ``exclude [b, E]`` (padded with -1) at -inf.
@@ -162,19 +170,16 @@ def _chunk_scores(
         return scores.index_put_((rows, local), scores.new_tensor(-math.inf))
     if exclude.shape[1] == 0:
         return q @ cand.T
-    plain = not (inside_transforms() or q.requires_grad or cand.requires_grad)
-    if plain and host_checks_allowed(q, cand, exclude):
+    local = exclude - start
+    inside = (local >= 0) & (local < w)
+    if _eager(q, cand, exclude):
         # Mostly real entries: the scores go into a buffer one column wider, and every entry
         # that is not an excluded row of this chunk (padding, another chunk's row) lands in
         # that spare column, in one scatter.
-        local = exclude - start
-        inside = (local >= 0) & (local < w)
         buffer = q.new_empty(q.shape[0], w + 1)
         torch.mm(q, cand.T, out=buffer[:, :w])
         buffer.scatter_(1, torch.where(inside, local, w), -math.inf)
         return buffer[:, :w]
-    local = exclude - start
-    inside = (local >= 0) & (local < w)
     scores = q @ cand.T
     fill = torch.full_like(local, 0, dtype=scores.dtype).masked_fill(inside, -math.inf)
     fill = fill.masked_fill(~inside, math.inf)
@@ -195,9 +200,7 @@ def _compact(q: torch.Tensor, c: torch.Tensor, exclude: torch.Tensor) -> torch.T
     excludes, not ``b`` times its longest row (MovieLens pads a mean of 105 seen items to 737);
     else ``exclude`` itself (scattered whole, see ``_chunk_scores``; always so under
     ``torch.compile`` and ``vmap``)."""
-    if exclude.shape[1] == 0 or inside_transforms() or q.requires_grad or c.requires_grad:
-        return exclude
-    if not host_checks_allowed(q, c, exclude):
+    if exclude.shape[1] == 0 or not _eager(q, c, exclude):
         return exclude
     real = exclude >= 0
     if 2 * int(real.sum()) >= exclude.numel():

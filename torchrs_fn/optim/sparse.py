@@ -99,7 +99,7 @@ def _write_rows(
     rows: RowIds,
     new: torch.Tensor,
     old: torch.Tensor,
-    batched: bool | None = None,
+    stacked: bool | None = None,
 ):
     """``full`` with ``new`` written at ``rows.ids`` (``old`` = ``full[rows.ids]``).
 
@@ -117,20 +117,18 @@ def _write_rows(
         return full.index_add(0, rows.ids, delta.to(full.dtype))
     first = torch.where(valid[:1], new[:1], old[:1])
     values = torch.where(valid, new, first).to(full.dtype)
-    if _in_place(full, values, batched):
+    if _in_place(full, values, stacked):
         return full.index_put_((rows.ids,), values)
     return full.index_put((rows.ids,), values)
 
 
-def _in_place(full: torch.Tensor, values: torch.Tensor, batched: bool | None = None) -> bool:
+def _in_place(full: torch.Tensor, values: torch.Tensor, stacked: bool | None = None) -> bool:
     """Whether the rows may be written into ``full`` itself (no derivative is being taken):
     always outside ``vmap``; under ``vmap`` only when ``full`` is batched wherever ``values``
     is (a sweep over stacked tables; a sweep over hyperparameters alone shares one table among
-    its configurations, which must get a copy each). ``batched=True`` says the tables are
+    its configurations, which must get a copy each). ``stacked=True`` says the tables are
     stacked (``train.make_sweep_step`` knows it), which tracing cannot see."""
-    if not vmap_levels():
-        return True
-    if batched:
+    if not vmap_levels() or stacked:
         return True
     if torch.compiler.is_compiling():
         return False  # batchedness is not visible while tracing: the safe choice
@@ -155,22 +153,21 @@ class RowView:
         self, optimizer: GradientTransformation, params: PyTree, tables: Sequence[str]
     ) -> None:
         flat = tree.flatten_with_paths(params)
-        paths = [p for p, _ in flat]
+        position = {path: i for i, (path, _) in enumerate(flat)}
         self.tables = list(tables)
         self.index: dict[str, int] = {}
         for name in self.tables:
-            if name not in paths:
+            if name not in position:
                 raise KeyError(
-                    f"sparse table {name!r} is not a parameter; the parameters are {paths}"
+                    f"sparse table {name!r} is not a parameter; the parameters are {list(position)}"
                 )
-            leaf = flat[paths.index(name)][1]
+            leaf = flat[position[name]][1]
             if not isinstance(leaf, torch.Tensor) or leaf.ndim < 1 or not leaf.is_floating_point():
                 raise ValueError(
                     f"sparse table {name!r} must be a floating-point tensor of rows, got "
                     f"{getattr(leaf, 'shape', type(leaf).__name__)}"
                 )
-            self.index[name] = paths.index(name)
-        self.spec = tree.structure(params)
+            self.index[name] = position[name]
         markers = {self.index[name]: _marker(i) for i, name in enumerate(self.tables)}
         meta = [
             torch.empty(
@@ -185,13 +182,12 @@ class RowView:
         try:
             # Shapes only: outside any enclosing torch.func transform (a grad through the step).
             with torch._C._DisableFuncTorch():
-                traced = optimizer.init(tree.unflatten(self.spec, meta))
+                traced = optimizer.init(tree.unflatten(tree.structure(params), meta))
         except Exception as e:  # an init that reads values cannot be traced on meta tensors
             raise TypeError(
                 f"sparse tables: the optimizer's init could not run on meta tensors ({e}); "
                 "row-sparse updates need an init that only builds tensors from the params' shapes"
             ) from e
-        self.state_spec = tree.structure(traced)
         self.slots: dict[str, list[int]] = {name: [] for name in self.tables}
         for j, leaf in enumerate(tree.leaves(traced)):
             if not isinstance(leaf, torch.Tensor) or leaf.ndim == 0:

@@ -418,29 +418,29 @@ def make_train_step(
 
     @torch.compiler.disable
     def build_view(params: Params) -> None:
-        # Runs eagerly even when a caller compiles the step (it traces optimizer.init on meta
-        # tensors, once).
-        view.append(RowView(optimizer, params, list(columns)))
+        # Once, and eagerly even when a caller compiles the step (it traces optimizer.init on
+        # meta tensors).
+        if not view:
+            view.append(RowView(optimizer, params, list(columns)))
+
+    def check_one(state: TrainState, batch: Batch) -> None:
+        # The first call's check; make_sweep_step, whose calls all run under vmap, runs it on
+        # one configuration's (unstacked) state.
+        with _allow_row_views():
+            build_view(state.params)
+            first_call_checks(state, batch)
 
     def outer(
         state: TrainState, batch: Batch, _active: torch.Tensor | None = None
     ) -> tuple[TrainState, Logs]:
+        if not view and not torch.compiler.is_compiling() and not inside_transforms():
+            check_one(state, batch)
         with _allow_row_views():
-            if not view:
+            if not view:  # read here, so that a compiled caller does not call build_view again
                 build_view(state.params)
-                if not torch.compiler.is_compiling() and not inside_transforms():
-                    first_call_checks(state, batch)
             if _active is None:
                 return compiled(state, batch)
             return compiled(state, batch, _active)
-
-    def check_one(state: TrainState, batch: Batch) -> None:
-        # For make_sweep_step, whose calls all run under vmap: the first-call check on one
-        # configuration's (unstacked) state.
-        with _allow_row_views():
-            if not view:
-                build_view(state.params)
-            first_call_checks(state, batch)
 
     outer._check_sparse = check_one  # type: ignore[attr-defined]
     return outer
