@@ -172,3 +172,33 @@ def git_commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return out.stdout.strip() or None
+
+
+def library_version(files: tuple[str, ...]) -> dict[str, Any]:
+    """Which torchrs_fn was timed: its directory, a hash of the timed ``files`` (others may edit
+    the library while a benchmark runs) and, when that directory is this checkout's, its git
+    commit and whether those files have uncommitted changes."""
+    import hashlib
+
+    import torchrs_fn
+
+    src = Path(torchrs_fn.__file__).resolve().parent
+    digest = hashlib.sha1()
+    for name in files:
+        digest.update((src / name).read_bytes())
+    info: dict[str, Any] = {"path": str(src), "files_sha1": digest.hexdigest()[:12]}
+    if src != REPO_ROOT / "torchrs_fn":
+        return info  # another copy (PYTHONPATH): its files_sha1 says which
+    commit = git_commit()
+    if commit is None:
+        return info
+    info["git_commit"] = commit
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", *(f"torchrs_fn/{f}" for f in files)],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return info
+    info["uncommitted_changes"] = bool(status.strip())
+    return info

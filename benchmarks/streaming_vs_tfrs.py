@@ -71,6 +71,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from _sidebyside import (  # noqa: E402
     cpu_model,
+    library_version,
     log,
     machine_busy_seconds,
     package_version,
@@ -134,37 +135,6 @@ def candidates_path(data_dir: Path) -> Path:
         if (data_dir / name).exists():
             return data_dir / name
     raise FileNotFoundError(f"no candidates/ or candidates.parquet in {data_dir}")
-
-
-def library_version(files: tuple[str, ...]) -> dict[str, Any]:
-    """Which torchrs_fn was timed: its directory, the git commit of this checkout, whether that
-    directory is this checkout and has uncommitted changes, and a hash of the timed ``files``
-    (others may edit the library while a benchmark runs)."""
-    import hashlib
-
-    import torchrs_fn
-
-    src = Path(torchrs_fn.__file__).resolve().parent
-    digest = hashlib.sha1()
-    for name in files:
-        digest.update((src / name).read_bytes())
-    info: dict[str, Any] = {"path": str(src), "files_sha1": digest.hexdigest()[:12]}
-    repo = Path(__file__).resolve().parent.parent
-    if src != repo / "torchrs_fn":
-        return info  # another copy (PYTHONPATH): its files_sha1 says which
-    try:
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=repo, capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", *(f"torchrs_fn/{f}" for f in files)],
-            cwd=repo, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        info["uncommitted_changes"] = bool(status.strip())
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return info
 
 
 # --- our side (a child process) ------------------------------------------------------------------

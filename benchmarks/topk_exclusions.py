@@ -52,7 +52,6 @@ import datetime as dt
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -68,7 +67,12 @@ try:
 except ModuleNotFoundError:  # Not installed: use the checkout this script belongs to.
     sys.path.insert(0, str(BENCH_DIR.parent))
 
-from _sidebyside import log, machine_busy_seconds, wait_for_quiet  # noqa: E402
+from _sidebyside import (  # noqa: E402
+    library_version,
+    log,
+    machine_busy_seconds,
+    wait_for_quiet,
+)
 from topk_vs_faiss import make_data  # noqa: E402
 
 from torchrs_fn import metrics  # noqa: E402
@@ -234,37 +238,6 @@ def profile_case(case: dict[str, Any], rows: int = 12) -> list[dict[str, Any]]:
         {"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3, "calls": e.count}
         for e in events[:rows]
     ]
-
-
-def library_version(files: tuple[str, ...]) -> dict[str, Any]:
-    """Which torchrs_fn was timed: its directory, the git commit of this checkout, whether that
-    directory is this checkout and has uncommitted changes, and a hash of the timed ``files``
-    (others may edit the library while a benchmark runs)."""
-    import hashlib
-
-    import torchrs_fn
-
-    src = Path(torchrs_fn.__file__).resolve().parent
-    digest = hashlib.sha1()
-    for name in files:
-        digest.update((src / name).read_bytes())
-    info: dict[str, Any] = {"path": str(src), "files_sha1": digest.hexdigest()[:12]}
-    repo = Path(__file__).resolve().parent.parent
-    if src != repo / "torchrs_fn":
-        return info  # another copy (PYTHONPATH): its files_sha1 says which
-    try:
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=repo, capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", *(f"torchrs_fn/{f}" for f in files)],
-            cwd=repo, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        info["uncommitted_changes"] = bool(status.strip())
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return info
 
 
 def main(argv: list[str] | None = None) -> int:
