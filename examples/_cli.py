@@ -25,6 +25,29 @@ from typing import Any
 import torchrs_fn as rs
 from torchrs_fn import train
 
+# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it; the values are
+# make_train_step's compile= argument.
+COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
+
+
+def add_device_and_compile_flags(
+    parser: argparse.ArgumentParser, *, steps: str = "the steps", no_compile: bool = True
+) -> None:
+    """Add ``--device`` and ``--compile auto|on|off`` (``COMPILE_CHOICES[args.compile]`` is the
+    ``compile=`` to pass), and ``--no-compile`` (``--compile off``) unless ``no_compile`` is
+    False; ``steps`` names what is compiled in the help text."""
+    parser.add_argument(
+        "--device", default=None, help="e.g. cpu or cuda (default: cuda when available)"
+    )
+    parser.add_argument(
+        "--compile",
+        choices=tuple(COMPILE_CHOICES),
+        default="auto",
+        help=f"compile {steps}: auto (only when the run pays the compile back), on or off",
+    )
+    if no_compile:
+        parser.add_argument("--no-compile", dest="compile", action="store_const", const="off")
+
 
 def add_checkpoint_flags(
     parser: argparse.ArgumentParser, *, runs: str | None = None, checkpoint: bool = True

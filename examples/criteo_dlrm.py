@@ -76,8 +76,6 @@ DENSE_COLUMNS = [f"I{i}" for i in range(1, NUM_DENSE + 1)]
 SPARSE_COLUMNS = [f"C{i}" for i in range(1, NUM_SPARSE + 1)]
 TSV_COLUMNS = ["label", *DENSE_COLUMNS, *SPARSE_COLUMNS]
 DEFAULT_SYNTHETIC_ROWS = 200_000
-# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it.
-COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
 # ---------------------------------------------------------------- synthetic data
@@ -313,14 +311,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hash-bins", type=int, default=None, help="Criteo: hash ids into N bins")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--seed", type=int, default=0, help="seeds the data, split, shuffle, init")
-    p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available)")
-    p.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="compile the steps: auto (only when the run pays the compile back), on or off",
-    )
-    p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
+    _cli.add_device_and_compile_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     _cli.add_checkpoint_flags(p)
     args = p.parse_args(argv)
@@ -390,7 +381,7 @@ def run(args: argparse.Namespace) -> dict:
     model = CriteoDLRM(vocab_sizes, args.embedding_dim)
     params = rs.init(model, seed=args.seed, device=device)
     optimizer = optim.adagrad(args.learning_rate)
-    compile_ = COMPILE_CHOICES[args.compile]
+    compile_ = _cli.COMPILE_CHOICES[args.compile]
     train_step = train.make_train_step(model, optimizer, compile=compile_, precision=args.precision)
 
     def eval_fn(params: rs.Params, batch: dict) -> dict:

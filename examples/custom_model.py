@@ -56,9 +56,6 @@ from torchrs_fn.data.datasets import movielens
 ZIP_BINS = 1_000
 DIM = 32
 
-# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it.
-COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
-
 
 class UserTower(nn.Module):
     """``batch -> [B, 32]``: user id, zip (hashed), occupation, gender, age; then an MLP."""
@@ -127,14 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--learning-rate", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--device", default=None)
-    p.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="compile the steps: auto (only when the run pays the compile back), on or off",
-    )
-    p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
+    _cli.add_device_and_compile_flags(p)
     p.add_argument("--json", action="store_true")
     _cli.add_checkpoint_flags(p)
     args = p.parse_args(argv)
@@ -191,7 +181,7 @@ def run(args: argparse.Namespace) -> dict:
     params = rs.init(model, seed=args.seed, device=device)
     optimizer = optim.adagrad(args.learning_rate)
     state = train.init_state(params, optimizer)
-    step = train.make_train_step(model, optimizer, compile=COMPILE_CHOICES[args.compile])
+    step = train.make_train_step(model, optimizer, compile=_cli.COMPILE_CHOICES[args.compile])
     state, history = train.fit(
         step,
         state,

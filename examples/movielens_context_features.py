@@ -50,9 +50,6 @@ from torchrs_fn.tasks import Retrieval
 TFRS_PUBLISHED_TOP_100 = {False: 0.21, True: 0.25}
 MAX_TOKENS = 10_000  # the tutorial's TextVectorization(max_tokens=10_000) and its embedding rows
 
-# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it.
-COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
-
 
 class UserModel(nn.Module):
     """User id embedding, optionally with a timestamp-bucket embedding and the normalized timestamp."""
@@ -117,14 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-batch-size", type=int, default=4096)
     p.add_argument("--learning-rate", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available)")
-    p.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="compile the steps: auto (only when the run pays the compile back), on or off",
-    )
-    p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
+    _cli.add_device_and_compile_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON line per variant")
     _cli.add_checkpoint_flags(p, runs="with_timestamps or without_timestamps")
     args = p.parse_args(argv)
@@ -183,7 +173,7 @@ def run(args: argparse.Namespace, use_timestamps: bool) -> dict:
     params = rs.init(model, seed=args.seed, device=device)
     optimizer = optim.adagrad(args.learning_rate)
     state = train.init_state(params, optimizer)
-    compile_ = COMPILE_CHOICES[args.compile]
+    compile_ = _cli.COMPILE_CHOICES[args.compile]
     train_step = train.make_train_step(model, optimizer, compile=compile_)
 
     row_of_title = metrics.candidate_rows(

@@ -60,8 +60,6 @@ MODELS = {
     "dcn_low_rank": (True, 20, (192, 192)),
     "dnn": (False, None, (192, 192, 192)),
 }
-# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it.
-COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
 class DCN(rs.Model):
@@ -111,13 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=42, help="seeds the split and the batch order")
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
-    p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available)")
-    p.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="compile the steps: auto (only when the run pays the compile back), on or off",
-    )
+    _cli.add_device_and_compile_flags(p, no_compile=False)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--json", action="store_true", help="one JSON line per model")
     _cli.add_checkpoint_flags(p, runs="MODEL_seedN, e.g. dcn_seed0")
@@ -159,7 +151,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         ratings.select([*FEATURES, "user_rating"]), (0.8, 0.2), seed=args.seed
     )
     train_data, test_data = encode(train_table), encode(test_table)
-    compile_ = COMPILE_CHOICES[args.compile]
+    compile_ = _cli.COMPILE_CHOICES[args.compile]
     results = []
     for name in args.models:
         use_cross, projection_dim, deep = MODELS[name]

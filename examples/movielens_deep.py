@@ -62,9 +62,6 @@ EMBEDDING_DIM = 32
 MAX_TOKENS = 10_000  # the tutorial's TextVectorization(max_tokens=10_000) and its embedding rows
 COLUMNS = ["user_id", "movie_title", "timestamp"]  # what the tutorial keeps of each rating
 
-# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it.
-COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
-
 
 def load_split(data_dir: str | None, seed: int) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:
     """``(ratings, movies, train, test)``: MovieLens 100K and the seeded 80/20 split of the ratings'
@@ -179,14 +176,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-batch-size", type=int, default=4096)
     p.add_argument("--learning-rate", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42, help="seeds the split, the shuffle and the init")
-    p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available)")
-    p.add_argument(
-        "--compile",
-        choices=tuple(COMPILE_CHOICES),
-        default="auto",
-        help="compile the steps: auto (only when the run pays the compile back), on or off",
-    )
-    p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
+    _cli.add_device_and_compile_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON line per depth")
     _cli.add_checkpoint_flags(p, runs="layersN, e.g. layers1")
     args = p.parse_args(argv)
@@ -233,7 +223,7 @@ def run(args: argparse.Namespace, depth: int, data: Data | None = None) -> dict[
     params = rs.init(model, seed=args.seed, device=device)
     optimizer = optim.adagrad(args.learning_rate)
     state = train.init_state(params, optimizer)
-    compile_ = COMPILE_CHOICES[args.compile]
+    compile_ = _cli.COMPILE_CHOICES[args.compile]
     train_step = train.make_train_step(model, optimizer, compile=compile_)
 
     def eval_fn(params: rs.Params, batch: dict, candidates: torch.Tensor) -> dict:

@@ -56,8 +56,6 @@ LOSSES = {
 }
 TFRS_PUBLISHED_NDCG = {"mean_squared": 0.9053, "pairwise_hinge": 0.9058, "list_mle": 0.9071}
 LIST_LENGTH = 5
-# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it.
-COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
 class ListwiseModel(rs.Model):
@@ -88,13 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42, help="seeds the split, the lists, the init")
     p.add_argument("--losses", default=",".join(LOSSES), help="comma-separated subset")
-    p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available)")
-    p.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="compile the steps: auto (only when the run pays the compile back), on or off",
-    )
+    _cli.add_device_and_compile_flags(p, no_compile=False)
     p.add_argument("--json", action="store_true", help="one JSON line per loss")
     _cli.add_checkpoint_flags(p, runs="the loss, e.g. list_mle")
     args = p.parse_args(argv)
@@ -138,7 +130,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         )
 
     train_data, test_data = encode(train_lists), encode(test_lists)
-    compile_ = COMPILE_CHOICES[args.compile]
+    compile_ = _cli.COMPILE_CHOICES[args.compile]
     results = []
     for name in args.losses:
         model = ListwiseModel(user_lookup.vocabulary_size(), title_lookup.vocabulary_size(), name)

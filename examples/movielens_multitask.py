@@ -50,8 +50,6 @@ TFRS_PUBLISHED = {
     (0.0, 1.0): (0.233, 3.688),
     (1.0, 1.0): (0.235, 1.110),
 }
-# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it.
-COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
 
 
 class MultitaskModel(rs.Model):
@@ -100,13 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["1,0", "0,1", "1,1"],
         help="rating,retrieval weight pairs (default: the tutorial's three)",
     )
-    p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available)")
-    p.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="compile the steps: auto (only when the run pays the compile back), on or off",
-    )
+    _cli.add_device_and_compile_flags(p, no_compile=False)
     p.add_argument("--json", action="store_true", help="one JSON line per weighting")
     _cli.add_checkpoint_flags(p, runs="ratingA_retrievalB, e.g. rating1_retrieval0")
     args = p.parse_args(argv)
@@ -147,7 +139,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     model = MultitaskModel(user_lookup.vocabulary_size(), title_lookup.vocabulary_size())
     optimizer = optim.adagrad(args.learning_rate)
-    compile_ = COMPILE_CHOICES[args.compile]
+    compile_ = _cli.COMPILE_CHOICES[args.compile]
     # One step for every weighting: the weights are state hyperparameters, not constants.
     step = train.make_train_step(model, optimizer, compile=compile_)
 

@@ -45,9 +45,6 @@ from torchrs_fn.data.datasets import movielens
 from torchrs_fn.tasks import Retrieval
 from torchrs_fn.train import distributed
 
-# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it.
-COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
-
 
 class MovieLensModel(rs.Model):
     """User tower and movie tower, each a single embedding table, with TFRS's Retrieval task."""
@@ -84,14 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--temperature", type=float, default=None, help="softmax temperature (default: none)"
     )
     p.add_argument("--seed", type=int, default=42, help="seeds the split, the shuffle and the init")
-    p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available)")
-    p.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="compile the steps: auto (only when the run pays the compile back), on or off",
-    )
-    p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
+    _cli.add_device_and_compile_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     _cli.add_checkpoint_flags(p)
     args = p.parse_args(argv)
@@ -138,7 +128,7 @@ def run(args: argparse.Namespace, keep: dict | None = None) -> dict:
     params = rs.init(model, seed=args.seed, device=device)
     optimizer = optim.adagrad(args.learning_rate)
     state = train.init_state(params, optimizer)
-    compile_ = COMPILE_CHOICES[args.compile]
+    compile_ = _cli.COMPILE_CHOICES[args.compile]
     train_step = train.make_train_step(model, optimizer, compile=compile_)
 
     # FactorizedTopK candidates, as in the tutorial: the title of every row of the movies table

@@ -73,8 +73,6 @@ from torchrs_fn.data import (
 from torchrs_fn.data.datasets import DatasetNotFoundError, cache_dir, movielens
 from torchrs_fn.tasks import Retrieval
 
-# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it.
-COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
 NAMES = {"100k": "MovieLens 100K", "1m": "MovieLens 1M"}
 CONTEXT_LENGTH = 10
 MIN_TIMELINE_LENGTH = 3
@@ -110,14 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="let the GRU step through the padding, as the tutorial does",
     )
     p.add_argument("--seed", type=int, default=42, help="seeds the split, the shuffle and the init")
-    p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available)")
-    p.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="compile the train step: auto (only when the run pays the compile back), on or off",
-    )
-    p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
+    _cli.add_device_and_compile_flags(p, steps="the train step")
     p.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     _cli.add_checkpoint_flags(p)
     args = p.parse_args(argv)
@@ -226,7 +217,7 @@ def run(args: argparse.Namespace) -> dict:
     params = rs.init(model, seed=args.seed, device=device)
     optimizer = optim.adagrad(args.learning_rate)
     state = train.init_state(params, optimizer)
-    compile_ = COMPILE_CHOICES[args.compile]
+    compile_ = _cli.COMPILE_CHOICES[args.compile]
     train_step = train.make_train_step(model, optimizer, compile=compile_)
 
     def eval_fn(params: rs.Params, batch: dict, candidates: torch.Tensor) -> dict:

@@ -59,9 +59,6 @@ from torchrs_fn.tasks import Retrieval
 DEFAULT_LEARNING_RATES = "0.05,0.1,0.2,0.5"
 DEFAULT_TEMPERATURES = "0.05,0.1,0.5,1.0"
 
-# --compile: "auto" lets the step decide (train.AutoCompile), on/off force it.
-COMPILE_CHOICES = {"auto": "auto", "on": True, "off": False}
-
 
 class SweepRetrievalModel(rs.Model):
     """The basic retrieval model whose loss reads its temperature from the train state."""
@@ -146,14 +143,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="bytes for the stacked train states (suffix K/M/G allowed); default: all at once",
     )
     p.add_argument("--seed", type=int, default=42, help="seeds the split, the shuffle and the init")
-    p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available)")
-    p.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="compile the steps: auto (only when the run pays the compile back), on or off",
-    )
-    p.add_argument("--no-compile", dest="compile", action="store_const", const="off")
+    _cli.add_device_and_compile_flags(p)
     p.add_argument("--json", action="store_true", help="one JSON line per configuration")
     p.add_argument("--plot", default=None, metavar="PATH", help="write a PNG heat map here")
     _cli.add_checkpoint_flags(p, runs="lrA_tB, e.g. lr0.1_t0.5", checkpoint=False)
@@ -194,7 +184,7 @@ def run(args: argparse.Namespace) -> tuple[train.SweepResult, dict]:
     model = SweepRetrievalModel(
         user_lookup.vocabulary_size(), title_lookup.vocabulary_size(), args.embedding_dim
     )
-    compile_ = COMPILE_CHOICES[args.compile]
+    compile_ = _cli.COMPILE_CHOICES[args.compile]
 
     # FactorizedTopK over the title of every row of the movies table (1,682 rows).
     candidate_ids = torch.from_numpy(title_lookup(movies["movie_title"].to_numpy())).to(device)
