@@ -202,3 +202,32 @@ def library_version(files: tuple[str, ...]) -> dict[str, Any]:
         return info
     info["uncommitted_changes"] = bool(status.strip())
     return info
+
+
+# --- the TensorFlow side's scripts (run in the TFRS virtualenv; this module is stdlib only) -----
+
+
+def require_tf_keras(tf: Any) -> None:
+    """Exit with a hint unless ``tf.keras`` is the legacy Keras 2 (``tf_keras``), which TFRS
+    needs: ``TF_USE_LEGACY_KERAS=1`` and tf-keras installed."""
+    if not tf.keras.__name__.startswith("tf_keras"):
+        sys.exit(
+            f"error: tf.keras is {tf.keras.__name__}; run with TF_USE_LEGACY_KERAS=1 "
+            "and tf-keras installed"
+        )
+
+
+def run_and_report(run: Any, args: Any, key_width: int) -> None:
+    """``result = run(args)`` with anything it prints sent to stderr, so that stdout holds only
+    the report: one JSON line with ``args.json``, else one ``key: value`` line per entry."""
+    stdout = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        result = run(args)
+    finally:
+        sys.stdout = stdout
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        for key, value in result.items():
+            print(f"{key:>{key_width}}: {value}")

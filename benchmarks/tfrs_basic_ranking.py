@@ -54,9 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -70,6 +68,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
+from _sidebyside import require_tf_keras, run_and_report
 
 EMBEDDING_DIMENSION = 32
 HIDDEN_UNITS = (256, 64)
@@ -240,23 +239,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if not tf.keras.__name__.startswith("tf_keras"):
-        sys.exit(
-            f"error: tf.keras is {tf.keras.__name__}; run with TF_USE_LEGACY_KERAS=1 "
-            "and tf-keras installed"
-        )
-    # Keep stdout clean for the JSON line: anything printed while running goes to stderr.
-    stdout = sys.stdout
-    sys.stdout = sys.stderr
-    try:
-        result = run(args)
-    finally:
-        sys.stdout = stdout
-    if args.json:
-        print(json.dumps(result), flush=True)
-    else:
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
+    require_tf_keras(tf)
+    run_and_report(run, args, key_width=20)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
+from _sidebyside import require_tf_keras
 
 EMBEDDING_DIMENSION = 32
 LEARNING_RATE = 0.01
@@ -284,11 +285,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if not tf.keras.__name__.startswith("tf_keras"):
-        sys.exit(
-            f"error: tf.keras is {tf.keras.__name__}; run with TF_USE_LEGACY_KERAS=1 "
-            "and tf-keras installed"
-        )
+    require_tf_keras(tf)
     stdout = sys.stdout
     sys.stdout = sys.stderr  # Keep stdout for the JSON lines.
     try:

@@ -317,12 +317,9 @@ def tfrs_main(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     import tensorflow_recommenders as tfrs
+    from _sidebyside import require_tf_keras
 
-    if not tf.keras.__name__.startswith("tf_keras"):
-        sys.exit(
-            f"error: tf.keras is {tf.keras.__name__}; run with TF_USE_LEGACY_KERAS=1 "
-            "and tf-keras installed"
-        )
+    require_tf_keras(tf)
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)

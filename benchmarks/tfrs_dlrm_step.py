@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import sys
 import time
@@ -79,6 +78,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
+from _sidebyside import require_tf_keras, run_and_report
 
 DEFAULT_SYNTH_DIR = "/work/shared/bench"
 EMBEDDING_DIMENSION = 16
@@ -256,22 +256,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if not tf.keras.__name__.startswith("tf_keras"):
-        sys.exit(
-            f"error: tf.keras is {tf.keras.__name__}; run with TF_USE_LEGACY_KERAS=1 "
-            "and tf-keras installed"
-        )
-    stdout = sys.stdout
-    sys.stdout = sys.stderr  # Keep stdout clean for the JSON line.
-    try:
-        result = run(args)
-    finally:
-        sys.stdout = stdout
-    if args.json:
-        print(json.dumps(result), flush=True)
-    else:
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
+    require_tf_keras(tf)
+    run_and_report(run, args, key_width=20)
 
 
 if __name__ == "__main__":

@@ -68,10 +68,8 @@ stderr. Without it a readable summary is printed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -84,6 +82,7 @@ import numpy as np
 import pyarrow.dataset as pads
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
+from _sidebyside import require_tf_keras, run_and_report
 
 WARMUP_STEPS = 3
 COLUMNS = ("user_id", "item_id")
@@ -230,25 +229,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if not tf.keras.__name__.startswith("tf_keras"):
-        sys.exit(
-            f"error: tf.keras is {tf.keras.__name__}; run with TF_USE_LEGACY_KERAS=1 "
-            "and tf-keras installed"
-        )
-
-    # Keep stdout clean for the JSON line: anything printed while running goes to stderr.
-    stdout = sys.stdout
-    sys.stdout = sys.stderr
-    try:
-        result = run(args)
-    finally:
-        sys.stdout = stdout
-
-    if args.json:
-        print(json.dumps(result), flush=True)
-    else:
-        for key, value in result.items():
-            print(f"{key:>22}: {value}")
+    require_tf_keras(tf)
+    run_and_report(run, args, key_width=22)
 
 
 if __name__ == "__main__":
