@@ -92,10 +92,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace, keep: dict | None = None) -> dict:
     """Train and evaluate; ``keep``, when given, receives the trained ``model``, ``params``, the
     candidates' ``candidate_ids`` and every ``user_ids`` (for ``serving.py``)."""
-    distributed.init_from_env()  # under torchrun: join the process group; alone: nothing
-    device = torch.device(
-        args.device or (f"cuda:{distributed.local_rank()}" if torch.cuda.is_available() else "cpu")
-    )
+    # Under torchrun: join the process group (NCCL for GPUs, gloo for CPU tensors); alone: nothing.
+    on_gpu = torch.device(args.device).type == "cuda" if args.device else torch.cuda.is_available()
+    distributed.init_from_env("nccl" if on_gpu else "gloo")
+    device = torch.device(args.device or (f"cuda:{distributed.local_rank()}" if on_gpu else "cpu"))
     ratings, movies = movielens.load("100k", data_dir=args.data_dir)
 
     # As in the tutorial: vocabularies are the sorted unique user ids and movie titles.

@@ -342,3 +342,23 @@ def test_rowwise_adagrad_rejects_bad_hyperparameters():
         float(optim.rowwise_adagrad(0.5).init({"w": torch.ones(2, 2)}).hparams["learning_rate"]),
         0.5,
     )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_sparse_step_on_cuda_equals_dense_step_on_cpu(compile):
+    # The row view on a GPU (gather, in-place index_put_ of the unique rows, optimizer slots),
+    # eager in float64 and compiled in float32, against the dense step on the CPU.
+    opt = optim.chain(optim.clip_by_global_norm(0.5), optim.adagrad(0.2))
+    dtype, tol = (torch.float32, 1e-5) if compile else (torch.float64, 1e-12)
+    dense = make_train_step(_loss, opt, compile=False)
+    sparse = make_train_step(_loss, opt, compile=compile, sparse_tables=SPARSE)
+    a = init_state(_params(dtype=dtype), opt)
+    b = init_state(tree.map(lambda x: x.cuda(), _params(dtype=dtype)), opt)
+    for batch in _batches(4):
+        a, la = dense(a, batch)
+        b, lb = sparse(b, {k: v.cuda() for k, v in batch.items()})
+        torch.testing.assert_close(lb["loss"].cpu(), la["loss"], rtol=tol, atol=tol)
+    for x, y in zip(tree.leaves((a.params, a.opt_state)), tree.leaves((b.params, b.opt_state))):
+        assert y.is_cuda
+        torch.testing.assert_close(y.cpu(), x, rtol=tol, atol=tol)

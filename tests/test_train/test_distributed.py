@@ -66,26 +66,26 @@ def mse(params: dict, batch: dict) -> torch.Tensor:
     return torch.mean((pred - batch["y"]) ** 2)
 
 
-def train_regression(batch_size: int) -> dict:
+def train_regression(batch_size: int, device: str = "cpu") -> dict:
     g = torch.Generator().manual_seed(0)
     params = {
-        "w": torch.randn(3, 2, generator=g, dtype=torch.float64),
-        "b": torch.zeros(2).double(),
+        "w": torch.randn(3, 2, generator=g, dtype=torch.float64).to(device),
+        "b": torch.zeros(2, dtype=torch.float64, device=device),
     }
     opt = optim.adagrad(0.1)
     step = train.make_train_step(mse, opt, compile=False)
-    loader = Loader(regression_table(), batch_size, shuffle=True, seed=3)
+    loader = Loader(regression_table(), batch_size, shuffle=True, seed=3, device=device)
     state, history = train.fit(
         step, train.init_state(params, opt), loader, epochs=EPOCHS, verbose=False
     )
     return {"params": state.params, "loss": [h["loss"] for h in history]}
 
 
-def train_retrieval(batch_size: int, extra_candidates, reduce, opt=None) -> dict:
+def train_retrieval(batch_size: int, extra_candidates, reduce, opt=None, device="cpu") -> dict:
     g = torch.Generator().manual_seed(0)
     params = {
-        "users": 0.3 * torch.randn(10, 8, generator=g, dtype=torch.float64),
-        "items": 0.3 * torch.randn(12, 8, generator=g, dtype=torch.float64),
+        "users": (0.3 * torch.randn(10, 8, generator=g, dtype=torch.float64)).to(device),
+        "items": (0.3 * torch.randn(12, 8, generator=g, dtype=torch.float64)).to(device),
     }
     task = Retrieval(extra_candidates=extra_candidates)  # summed over the batch, as TFRS
 
@@ -94,7 +94,7 @@ def train_retrieval(batch_size: int, extra_candidates, reduce, opt=None) -> dict
 
     opt = optim.adagrad(0.1) if opt is None else opt
     step = train.make_train_step(loss, opt, compile=False, distributed=reduce)
-    loader = Loader(retrieval_table(), batch_size, shuffle=True, seed=5)
+    loader = Loader(retrieval_table(), batch_size, shuffle=True, seed=5, device=device)
     state, _ = train.fit(step, train.init_state(params, opt), loader, epochs=EPOCHS, verbose=False)
     return {"params": state.params}
 
@@ -134,16 +134,17 @@ def eval_fn(params: dict, batch: dict) -> dict:
     }
 
 
-def run_evaluate(params: dict, batch_size: int) -> dict:
+def run_evaluate(params: dict, batch_size: int, device: str = "cpu") -> dict:
     step = train.make_eval_step(eval_fn, compile=False)
-    return train.evaluate(step, params, Loader(regression_table(), batch_size))
+    return train.evaluate(step, params, Loader(regression_table(), batch_size, device=device))
 
 
 # --- the worker ---------------------------------------------------------------------------------
 
 
 def worker(out_dir: Path) -> None:
-    assert distributed.init_from_env() and distributed.world_size() == 2
+    # gloo even where CUDA is present (the default there is NCCL): these tensors are on the CPU.
+    assert distributed.init_from_env("gloo") and distributed.world_size() == 2
     r = distributed.rank()
     out: dict = {}
     # (a) and (b): mean loss, averaged gradients (the default), twice.
@@ -188,25 +189,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    out_dir = tmp_path_factory.mktemp("distributed")
+def _launch(out_dir: Path, nproc: int, args: list[str]) -> list[dict]:
+    """Run this file as ``nproc`` workers (torchrun's environment, a free port); their outputs."""
     port = str(_free_port())
     procs = []
-    for r in range(2):
+    for r in range(nproc):
         env = dict(
             os.environ,
             RANK=str(r),
             LOCAL_RANK=str(r),
-            WORLD_SIZE="2",
-            LOCAL_WORLD_SIZE="2",
+            WORLD_SIZE=str(nproc),
+            LOCAL_WORLD_SIZE=str(nproc),
             MASTER_ADDR="127.0.0.1",
             MASTER_PORT=port,
             OMP_NUM_THREADS="1",
         )
         procs.append(
             subprocess.Popen(
-                [sys.executable, __file__, "--worker", str(out_dir)],
+                [sys.executable, __file__, *args, str(out_dir)],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -223,7 +223,12 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
             pytest.fail("the distributed workers did not finish within 120 s")
     for r, p in enumerate(procs):
         assert p.returncode == 0, f"rank {r} failed:\n{logs[r]}"
-    return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(nproc)]
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    return _launch(tmp_path_factory.mktemp("distributed"), 2, ["--worker"])
 
 
 def _assert_trees_close(a: dict, b: dict, tol: float) -> None:
@@ -419,7 +424,105 @@ def test_shard_configs_round_robin() -> None:
         distributed.shard_configs(configs, rank=3, world_size=3)
 
 
+# --- CUDA (skipped without a GPU; CI has none) ----------------------------------------------------
+#
+# NCCL refuses two ranks on one GPU ("Duplicate GPU detected"), so on a one-GPU machine the
+# collectives are checked two ways: two gloo ranks sharing cuda:0 (the library's CUDA tensors
+# through every collective, against one process with the global batch), and one NCCL rank with
+# the multi-rank code paths forced on (NCCL accepts every tensor the library hands it: device,
+# dtype, layout). With two or more GPUs the real thing runs: two NCCL ranks, one GPU each.
+
+CUDA_MODES = {"gloo": 2, "nccl1": 1, "nccl": 2}
+
+
+def _cuda_mode_available(mode: str) -> str | None:
+    """Why ``mode`` cannot run here (None when it can)."""
+    if not torch.cuda.is_available():
+        return "needs CUDA"
+    if mode == "nccl" and torch.cuda.device_count() < 2:
+        return "needs 2 CUDA devices (NCCL refuses two ranks on one GPU)"
+    if mode != "gloo" and not torch.distributed.is_nccl_available():
+        return "needs a torch build with NCCL"
+    return None
+
+
+def cuda_worker(out_dir: Path, mode: str) -> None:
+    import torch.distributed as dist
+
+    if mode == "nccl1":
+        torch.cuda.set_device(0)
+        dist.init_process_group("nccl", init_method="env://")
+        distributed.is_active = lambda: True  # every collective runs, over one rank
+        device = "cuda:0"
+    else:
+        assert distributed.init_from_env("nccl" if mode == "nccl" else "gloo")
+        device = f"cuda:{distributed.local_rank()}" if mode == "nccl" else "cuda:0"
+    r = dist.get_rank()
+    out: dict = {"device": device}
+    out["regression"] = [train_regression(BATCH, device), train_regression(BATCH, device)]
+    out["retrieval"] = train_retrieval(BATCH, distributed.gather_candidates, "sum", device=device)
+    out["evaluate"] = run_evaluate(out["regression"][0]["params"], 3, device)
+    # merge_accumulators itself (evaluate merges only over a sharded loader): rank r holds the
+    # mean of [r + 1] * (r + 1) and an AUC state of r + 1 examples.
+    values = torch.full((r + 1,), float(r + 1), device=device)
+    auc = metrics.auc_update(metrics.auc_init(device), values, (values > 1).double())
+    merged = distributed.merge_accumulators(
+        {"m": metrics.mean_update(metrics.mean_init(), values), "auc": auc}
+    )
+    out["merged"] = {"m": tuple(merged["m"]), "auc": tuple(merged["auc"])}
+    torch.save(out, out_dir / f"rank{r}.pt")
+    distributed.shutdown()
+
+
+@pytest.fixture(scope="module", params=list(CUDA_MODES))
+def cuda_ranks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    mode = request.param
+    reason = _cuda_mode_available(mode)
+    if reason:
+        pytest.skip(reason)
+    out = _launch(
+        tmp_path_factory.mktemp(f"cuda_{mode}"), CUDA_MODES[mode], ["--cuda-worker", mode]
+    )
+    return {"mode": mode, "world": CUDA_MODES[mode], "ranks": out}
+
+
+def test_cuda_ranks_train_as_one_process_with_the_global_batch(cuda_ranks: dict) -> None:
+    world, ranks = cuda_ranks["world"], cuda_ranks["ranks"]
+    regression = train_regression(world * BATCH, "cuda:0")
+    retrieval = train_retrieval(world * BATCH, None, False, device="cuda:0")
+    for got in ranks:
+        assert torch.device(got["device"]).type == "cuda"
+        params = {k: v.to("cuda:0") for k, v in got["regression"][0]["params"].items()}
+        _assert_trees_close(params, regression["params"], 1e-10)
+        params = {k: v.to("cuda:0") for k, v in got["retrieval"]["params"].items()}
+        _assert_trees_close(params, retrieval["params"], 1e-10)
+        # Same seed, same run: bit-identical on the GPU too (float64, this model).
+        _assert_trees_equal(got["regression"][0]["params"], got["regression"][1]["params"])
+    for got in ranks[1:]:
+        _assert_trees_equal(
+            {k: v.cpu() for k, v in got["regression"][0]["params"].items()},
+            {k: v.cpu() for k, v in ranks[0]["regression"][0]["params"].items()},
+        )
+
+
+def test_cuda_ranks_merge_metrics(cuda_ranks: dict) -> None:
+    world, ranks = cuda_ranks["world"], cuda_ranks["ranks"]
+    reference = run_evaluate(ranks[0]["regression"][0]["params"], 3 * world, "cuda:0")
+    every = torch.cat([torch.full((r + 1,), float(r + 1)) for r in range(world)]).double()
+    for got in ranks:
+        if world > 1:  # a sharded loader: evaluate merged across ranks
+            assert got["evaluate"]["se"] == pytest.approx(reference["se"], rel=1e-12)
+            assert got["evaluate"]["auc"] == pytest.approx(reference["auc"], rel=1e-12)
+        total, count = (float(x) for x in got["merged"]["m"])
+        assert (total, count) == (float(every.sum()), float(len(every)))
+        torch.testing.assert_close(got["merged"]["auc"][0].cpu(), every)
+        torch.testing.assert_close(got["merged"]["auc"][1].cpu(), (every > 1).double())
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         torch.set_num_threads(1)
         worker(Path(sys.argv[2]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "--cuda-worker":
+        torch.set_num_threads(1)
+        cuda_worker(Path(sys.argv[3]), sys.argv[2])

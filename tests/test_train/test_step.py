@@ -130,13 +130,18 @@ def test_bad_arguments_are_named():
         train.fit(lambda s, b: (s, {}), None, [], epochs=1, verbose=False)
 
 
-def test_bf16_precision_keeps_float32_master_weights_and_tracks_fp32():
-    # A dense regression: bfloat16 autocast runs the matmuls in bf16, parameters and optimizer
-    # state stay float32, and training follows the float32 run to bf16's precision.
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_bf16_precision_keeps_float32_master_weights_and_tracks_fp32(device):
+    # A dense regression: bfloat16 autocast (on the parameters' device) runs the matmuls in
+    # bf16, parameters and optimizer state stay float32, and training follows the float32 run
+    # to bf16's precision.
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(256, 16, generator=g)
-    y = x @ torch.randn(16, generator=g)
-    params = {"w": torch.zeros(16)}
+    x = torch.randn(256, 16, generator=g).to(device)
+    y = x @ torch.randn(16, generator=g).to(device)
+    params = {"w": torch.zeros(16, device=device)}
 
     def loss_fn(p, b):
         pred = b["x"] @ p["w"]

@@ -35,13 +35,15 @@ def mean_update(
     """Fold in ``values`` (any shape) with an optional per-value (broadcast) ``weight``.
 
     Differentiable in the state, ``values`` and ``weight`` (callers that only report, like
-    ``train.fit``, pass detached values); the sums are float64 whatever the input dtype.
+    ``train.fit``, pass detached values); the sums are float64 whatever the input dtype. The
+    result lives on ``values``' device (a state from ``mean_init()`` takes CUDA values).
     """
     v = values.to(torch.float64)
+    total, count = state.total.to(v.device), state.count.to(v.device)
     if weight is None:
-        return MeanState(state.total + v.sum(), state.count + v.numel())
+        return MeanState(total + v.sum(), count + v.numel())
     w = torch.as_tensor(weight, dtype=torch.float64, device=v.device).expand_as(v)
-    return MeanState(state.total + (v * w).sum(), state.count + w.sum())
+    return MeanState(total + (v * w).sum(), count + w.sum())
 
 
 def mean_merge(a: MeanState, b: MeanState) -> MeanState:

@@ -412,13 +412,17 @@ def auc_update(
     labels: torch.Tensor,
     weights: torch.Tensor | float | None = None,
 ) -> AUCState:
-    """Append a batch (arguments as ``auc``); differentiable in the state and the batch."""
+    """Append a batch (arguments as ``auc``); differentiable in the state and the batch.
+
+    The result lives on the batch's device: a state from ``auc_init()`` (CPU) takes a CUDA batch,
+    and a state moves with its batches.
+    """
     s, y, w = _auc_inputs("auc_update", scores, labels, weights)
-    f64 = torch.float64
+    f64, dev = torch.float64, s.device
     return AUCState(
-        torch.cat([state.scores, s.to(f64)]),
-        torch.cat([state.labels, y.to(f64)]),
-        torch.cat([state.weights, w.to(f64)]),
+        torch.cat([state.scores.to(dev), s.to(f64)]),
+        torch.cat([state.labels.to(dev), y.to(f64)]),
+        torch.cat([state.weights.to(dev), w.to(f64)]),
     )
 
 

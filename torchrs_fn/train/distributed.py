@@ -109,6 +109,13 @@ def init_from_env(backend: str | None = None, *, timeout: datetime.timedelta | N
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
+        gpus = torch.cuda.device_count()
+        if local >= gpus:
+            raise ValueError(
+                f"init_from_env: NCCL needs one GPU per process, but $LOCAL_RANK is {local} and "
+                f"this machine has {gpus} CUDA device(s); start at most {gpus} processes per "
+                "machine, or pass backend='gloo' (CPU tensors)"
+            )
         torch.cuda.set_device(local)
     kwargs: dict[str, Any] = {"backend": backend, "init_method": "env://"}
     if timeout is not None:
