@@ -81,7 +81,8 @@ def train_model(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
         movies = rs.apply(model.movie_model, params["movie_model"], out["candidate_ids"])
     if not args.json:
         print(f"trained the basic retrieval model: test top-100 accuracy {result['top_100']:.3f}")
-    return users, movies
+    # Trained on a GPU when there is one; served here from the CPU, as ScaNN and faiss-cpu are.
+    return users.cpu(), movies.cpu()
 
 
 def synthetic_corpus(movies: torch.Tensor, size: int, seed: int) -> torch.Tensor:

@@ -196,3 +196,23 @@ def test_eager_step_uses_plain_autograd_with_the_same_result_as_torch_func():
     out, _ = step(hyper, batch)
     (d_lr,) = torch.autograd.grad(out.params["w"].sum(), lr)
     assert d_lr.abs() > 0
+
+
+def test_compiling_on_a_torch_older_than_2_13_is_refused_or_runs_eagerly(monkeypatch):
+    # Measured on torch 2.11 (a GPU machine's build): 40 compiled cases of the suite failed in
+    # Dynamo and one compiled gradient was wrong, so steps refuse to compile there.
+    from torchrs_fn.train import step as step_module
+
+    assert step_module.compile_supported("2.13.0+cpu") and step_module.compile_supported("3.0")
+    assert not step_module.compile_supported("2.11.0+cu130")
+    assert step_module.compile_supported()  # the torch running this suite
+    monkeypatch.setattr(step_module, "compile_supported", lambda version=None: False)
+    loss = lambda p, b: (p["w"] * b["x"]).sum()  # noqa: E731
+    with pytest.raises(RuntimeError, match=r"needs torch 2\.13 or newer.*compile=False"):
+        train.make_train_step(loss, optim.sgd(0.1), compile=True)
+    with pytest.warns(RuntimeWarning, match="running eagerly"):
+        step = train.make_train_step(loss, optim.sgd(0.1), compile="auto")
+    state = train.init_state({"w": torch.ones(2)}, optim.sgd(0.1))
+    new, _ = step(state, {"x": torch.tensor([1.0, 2.0])})
+    torch.testing.assert_close(new.params["w"], torch.tensor([0.9, 0.8]))
+    assert train.make_train_step(loss, optim.sgd(0.1), compile=False) is not None

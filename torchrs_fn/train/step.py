@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -101,6 +102,19 @@ def init_state(
     )
 
 
+_MIN_COMPILE = (2, 13)
+
+
+def compile_supported(version: str | None = None) -> bool:
+    """Whether ``torch`` (or the release ``version``) is new enough to compile the steps."""
+    release = (version or torch.__version__).split("+")[0].split(".")
+    try:
+        major, minor = int(release[0]), int(release[1])
+    except (IndexError, ValueError):
+        return True  # an unusual local build: assume it is recent
+    return (major, minor) >= _MIN_COMPILE
+
+
 def maybe_compile(fn: Callable, compile: bool | str | dict, name: str) -> Callable:
     """``fn`` compiled as ``compile`` says: ``"auto"`` (``AutoCompile``: compile once it pays back),
     ``True`` (``torch.compile`` now), ``False`` (eager) or a dict of ``torch.compile`` options.
@@ -111,6 +125,17 @@ def maybe_compile(fn: Callable, compile: bool | str | dict, name: str) -> Callab
     """
     if compile is False:
         return fn
+    if not compile_supported():
+        message = (
+            f"{name}: torch.compile of this library's steps needs torch {_MIN_COMPILE[0]}."
+            f"{_MIN_COMPILE[1]} or newer, found {torch.__version__}: older Dynamo releases fail "
+            "on functorch's transform levels and named tuples, and one compiled gradient came "
+            "out wrong (docs/reliability.md)"
+        )
+        if compile == "auto":  # a speed choice: run eagerly instead
+            warnings.warn(message + "; running eagerly", RuntimeWarning, stacklevel=3)
+            return fn
+        raise RuntimeError(message + "; pass compile=False")
     if compile == "auto":
         return AutoCompile(fn, name)
     options = {"dynamic": False}
