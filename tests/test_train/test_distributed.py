@@ -81,7 +81,9 @@ def train_regression(batch_size: int, device: str = "cpu") -> dict:
     return {"params": state.params, "loss": [h["loss"] for h in history]}
 
 
-def train_retrieval(batch_size: int, extra_candidates, reduce, opt=None, device="cpu") -> dict:
+def train_retrieval(
+    batch_size: int, extra_candidates, reduce, opt=None, device="cpu", sparse=False
+) -> dict:
     g = torch.Generator().manual_seed(0)
     params = {
         "users": (0.3 * torch.randn(10, 8, generator=g, dtype=torch.float64)).to(device),
@@ -93,7 +95,8 @@ def train_retrieval(batch_size: int, extra_candidates, reduce, opt=None, device=
         return task(params["users"][batch["user"]], params["items"][batch["item"]])
 
     opt = optim.adagrad(0.1) if opt is None else opt
-    step = train.make_train_step(loss, opt, compile=False, distributed=reduce)
+    tables = {"users": "user", "items": "item"} if sparse else None
+    step = train.make_train_step(loss, opt, compile=False, distributed=reduce, sparse_tables=tables)
     loader = Loader(retrieval_table(), batch_size, shuffle=True, seed=5, device=device)
     state, _ = train.fit(step, train.init_state(params, opt), loader, epochs=EPOCHS, verbose=False)
     return {"params": state.params}
@@ -154,6 +157,14 @@ def worker(out_dir: Path) -> None:
     # The default rule (the mean) on that sum loss, with SGD.
     out["retrieval_mean"] = train_retrieval(
         BATCH, distributed.gather_candidates, "auto", optim.sgd(0.1)
+    )
+    # Row-sparse tables: each rank's rows gathered into the union before the update.
+    out["sparse_sum"] = train_retrieval(BATCH, distributed.gather_candidates, "sum", sparse=True)
+    out["sparse_mean"] = train_retrieval(
+        BATCH, distributed.gather_candidates, "auto", optim.sgd(0.1), sparse=True
+    )
+    out["sparse_adam"] = train_retrieval(
+        BATCH, distributed.gather_candidates, "sum", optim.adam(0.05), sparse=True
     )
     # (c) the default loader picks up rank and world size.
     loader = Loader(regression_table(), 3, shuffle=True, seed=7, columns=["row"])
@@ -273,6 +284,24 @@ def test_averaging_a_sum_loss_halves_its_gradient(ranks: list[dict]) -> None:
         _assert_trees_close(ranks[r]["retrieval_mean"]["params"], reference["params"], 1e-10)
     with pytest.raises(ValueError, match="distributed must be"):
         train.make_train_step(lambda p, b: p["w"].sum(), optim.sgd(0.1), distributed="max")
+
+
+def test_sparse_tables_under_data_parallelism_equal_one_process(ranks: list[dict]) -> None:
+    # Each rank's batch touches other rows: the row gradients of both ranks are combined over
+    # the union of their rows, so 2 ranks x B equal one process with batch 2B: the dense step
+    # for Adagrad (summed) and SGD (averaged), the single-process row-sparse step for lazy Adam.
+    dense_sum = train_retrieval(2 * BATCH, None, False)
+    dense_mean = train_retrieval(2 * BATCH, None, False, optim.sgd(0.05))
+    lazy_adam = train_retrieval(2 * BATCH, None, False, optim.adam(0.05), sparse=True)
+    for r in range(2):
+        _assert_trees_close(ranks[r]["sparse_sum"]["params"], dense_sum["params"], 1e-10)
+        _assert_trees_close(ranks[r]["sparse_mean"]["params"], dense_mean["params"], 1e-10)
+        _assert_trees_close(ranks[r]["sparse_adam"]["params"], lazy_adam["params"], 1e-10)
+    for name in ("sparse_sum", "sparse_mean", "sparse_adam"):
+        _assert_trees_equal(ranks[0][name]["params"], ranks[1][name]["params"])
+    # Lazy Adam really differs from the dense one here (rows outside a batch keep still).
+    dense_adam = train_retrieval(2 * BATCH, None, False, optim.adam(0.05))
+    assert not torch.allclose(dense_adam["params"]["items"], lazy_adam["params"]["items"])
 
 
 # --- (b) determinism --------------------------------------------------------------------------------

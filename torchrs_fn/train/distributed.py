@@ -43,6 +43,7 @@ from .._transforms import vmap_levels
 from ..metrics.aggregate import MeanState
 from ..metrics.ranking import AUCState
 from ..optim.base import GradientTransformation
+from ..optim.sparse import RowIds, unique_ids
 from .checkpoint import Checkpoint, Checkpointer
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "all_reduce_mean",
     "all_reduce_sum",
     "average_gradients",
+    "reduce_row_gradients",
     "resolve_gradient_reduction",
     "all_gather_rows",
     "gather_candidates",
@@ -291,6 +293,43 @@ def average_gradients(
         return optimizer.update(reduce_grads(grads), state, params, *args, **kwargs)
 
     return GradientTransformation(optimizer.init, update)
+
+
+def reduce_row_gradients(
+    rows: dict[str, RowIds], grads: dict[str, torch.Tensor], *, average: bool
+) -> tuple[dict[str, RowIds], dict[str, torch.Tensor]]:
+    """Row-sparse table gradients combined across ranks (``make_train_step(sparse_tables=...)``).
+
+    Each rank holds, per table, the rows its own batch touched (``rows[path]``, ``N_r`` slots)
+    and their gradient ``grads[path]`` (``[N_r, ...]``). Returns, identically on every rank, the
+    union of all ranks' rows (``RowIds`` of ``N_0 + ... + N_{W-1} + 1`` slots) and each row's
+    gradient summed over ranks (divided by the number of ranks with ``average``): the table
+    gradient that the dense all-reduce would give, restricted to the rows it can be non-zero
+    in. Two ``all_gather`` calls per table (ids, rows), no differentiation. In a single process
+    it returns its inputs.
+    """
+    if not is_active():
+        return dict(rows), dict(grads)
+    if vmap_levels():
+        raise RuntimeError(
+            "distributed: cannot combine row gradients inside torch.vmap (a sweep's step)"
+        )
+    n = dist.get_world_size()
+    out_rows: dict[str, RowIds] = {}
+    out_grads: dict[str, torch.Tensor] = {}
+    for name, r in rows.items():
+        g = grads[name].detach()
+        # Unused slots become padding (-1), which unique_ids passes through.
+        ids = all_gather_rows(torch.where(r.valid, r.ids, -1))
+        every = all_gather_rows(g)
+        union = unique_ids(ids)
+        slot = union.inverse
+        keep = (slot >= 0).reshape((-1,) + (1,) * (g.ndim - 1))
+        total = g.new_zeros((union.ids.shape[0], *g.shape[1:]))
+        total.index_add_(0, slot.clamp(min=0), torch.where(keep, every, 0))
+        out_rows[name] = union
+        out_grads[name] = total / n if average else total
+    return out_rows, out_grads
 
 
 # --- gathering rows (cross-device negatives, AUC states) -----------------------------------------

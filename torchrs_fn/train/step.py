@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .. import random, tree
-from .._transforms import differentiating_levels, inside_transforms
+from .._transforms import differentiating_levels, inside_transforms, vmap_levels
 from ..models.base import Params, _allow_row_views, loss_fn_of
 from ..optim.base import GradientTransformation, apply_updates, hparam
 from ..optim.sparse import RowIds, RowView, unique_ids
@@ -304,7 +304,9 @@ def make_train_step(
             in the batch do not move). Every id the loss looks up in a table must come from
             its columns; the first eager call checks it (a dense gradient must vanish outside
             the batch's rows).
-            Not combinable with data parallelism yet (an error). The first call builds the
+            Under data parallelism each rank's row gradients are gathered into the union of
+            all ranks' rows (``distributed.reduce_row_gradients``), so every rank applies the
+            same update, equal to the dense all-reduced one. The first call builds the
             row view eagerly (under ``torch.compile(fullgraph=True)`` of a function that calls
             the step, call the step once before).
 
@@ -317,12 +319,10 @@ def make_train_step(
     reduce = _distributed.resolve_gradient_reduction(distributed, "make_train_step")
     columns = _sparse_columns(sparse_tables)
     if columns and reduce is not None:
-        raise NotImplementedError(
-            "make_train_step: sparse_tables under data parallelism is not supported yet (each "
-            "rank touches different rows, so the row gradients cannot be all-reduced as dense "
-            "ones); pass distributed=False or drop sparse_tables"
-        )
-    if reduce is not None:
+        # Each rank touches other rows: the sparse step combines them itself (combine_grads).
+        if compile == "auto":
+            compile = False
+    elif reduce is not None:
         if compile == "auto":
             compile = False
         optimizer = _distributed.average_gradients(
@@ -370,6 +370,27 @@ def make_train_step(
 
     view: list[RowView] = []  # built at the first call, from the state's parameter tree
 
+    def combine_grads(grads: Params, rows: dict[str, RowIds]) -> tuple[Params, dict[str, RowIds]]:
+        # Data parallelism: the dense leaves all-reduced as usual, each table's row gradients
+        # gathered into the union of every rank's rows. A sweep's vmapped step (distributed=
+        # "auto") is never averaged, as in the dense step.
+        if reduce is None or (distributed == "auto" and vmap_levels()):
+            return grads, rows
+        leaves, average = tree.leaves(grads), reduce == "mean"
+        table_at = {view[0].index[path]: path for path in columns}
+        dense = {i: leaf for i, leaf in enumerate(leaves) if i not in table_at}
+        dense = (
+            _distributed.all_reduce_mean(dense) if average else _distributed.all_reduce_sum(dense)
+        )
+        rows, table_grads = _distributed.reduce_row_gradients(
+            rows, {path: leaves[i] for i, path in table_at.items()}, average=average
+        )
+        out = [table_grads[table_at[i]] if i in table_at else dense[i] for i in range(len(leaves))]
+        return tree.unflatten(tree.structure(grads), out), rows
+
+    if compile is not False:
+        combine_grads = torch.compiler.disable(combine_grads)  # host-side collectives
+
     def sparse_step(
         state: TrainState, batch: Batch, active: torch.Tensor | None = None
     ) -> tuple[TrainState, Logs]:
@@ -380,6 +401,10 @@ def make_train_step(
         rows, view_batch = _row_batch(columns, batch)
         view_params, view_state = view[0].gather(state.params, state.opt_state, rows)
         grads, (loss_value, aux) = grads_and_loss(state, view_params, view_batch)
+        if reduce is not None:
+            # Under data parallelism the update runs on every rank's rows (the same on each).
+            grads, rows = combine_grads(grads, rows)
+            view_params, view_state = view[0].gather(state.params, state.opt_state, rows)
         updates, new_view_state = optimizer.update(grads, view_state, view_params)
         new_view_params = apply_updates(view_params, updates)
         if active is not None:
