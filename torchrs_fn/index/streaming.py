@@ -25,6 +25,7 @@ import torch
 from .brute_force import (
     _BLOCK_SCORES,
     TopKMerger,
+    _all_finite,
     _check_exclusions,
     _check_k,
     _check_queries,
@@ -177,7 +178,7 @@ class Streaming:
                 )
             if embeddings.shape[0] == 0:
                 continue
-            if not bool(torch.isfinite(embeddings).all()):
+            if not _all_finite(embeddings):
                 raise ValueError("Streaming: candidate embeddings contain NaN or inf")
             yield embeddings, ids.long()
 
