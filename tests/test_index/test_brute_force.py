@@ -152,18 +152,20 @@ def test_merger_fills_with_neg_inf_then_prunes():
     assert s.tolist() == [[7.0, 5.0, 1.0], [2.0, 0.0, -1.0]]
 
 
+@pytest.mark.parametrize("chunk", [50, 200, 64])
 @pytest.mark.parametrize("ids", [False, True])
-def test_merger_over_many_chunks_equals_one_topk(ids):
-    # 64 queries, 3,000 candidates in chunks of 50: late chunks leave most queries with nothing
-    # above their threshold (the row pre-filter's path), early ones with many; the result must
-    # equal one torch.topk over all scores.
+def test_merger_over_many_chunks_equals_one_topk(ids, chunk):
+    # 64 queries, 3,000 candidates in chunks of 50 (one partial segment of the pre-filter), 200
+    # (three segments of 64 and a partial one) or 64: late chunks leave most segments with
+    # nothing above their query's threshold, early ones many (the whole-chunk scan); the result
+    # must equal one torch.topk over all scores.
     g = torch.Generator().manual_seed(7)
     scores = torch.randn(64, 3000, generator=g, dtype=torch.float64)
     labels = torch.randperm(3000, generator=g) + 10_000
     merger = TopKMerger(64, 20, torch.device("cpu"), torch.float64)
-    for start in range(0, 3000, 50):
-        chunk = scores[:, start : start + 50]
-        merger.push(chunk, start, labels[start : start + 50] if ids else None)
+    for start in range(0, 3000, chunk):
+        stop = start + chunk
+        merger.push(scores[:, start:stop], start, labels[start:stop] if ids else None)
     got_s, got_r = merger.result()
     ref_s, ref_r = torch.topk(scores, 20, dim=1)
     assert torch.equal(got_s, ref_s)
