@@ -490,6 +490,9 @@ def cuda_worker(out_dir: Path, mode: str) -> None:
     out: dict = {"device": device}
     out["regression"] = [train_regression(BATCH, device), train_regression(BATCH, device)]
     out["retrieval"] = train_retrieval(BATCH, distributed.gather_candidates, "sum", device=device)
+    out["sparse"] = train_retrieval(
+        BATCH, distributed.gather_candidates, "sum", device=device, sparse=True
+    )
     out["evaluate"] = run_evaluate(out["regression"][0]["params"], 3, device)
     # merge_accumulators itself (evaluate merges only over a sharded loader): rank r holds the
     # mean of [r + 1] * (r + 1) and an AUC state of r + 1 examples.
@@ -523,8 +526,9 @@ def test_cuda_ranks_train_as_one_process_with_the_global_batch(cuda_ranks: dict)
         assert torch.device(got["device"]).type == "cuda"
         params = {k: v.to("cuda:0") for k, v in got["regression"][0]["params"].items()}
         _assert_trees_close(params, regression["params"], 1e-10)
-        params = {k: v.to("cuda:0") for k, v in got["retrieval"]["params"].items()}
-        _assert_trees_close(params, retrieval["params"], 1e-10)
+        for name in ("retrieval", "sparse"):  # dense tables, then row-sparse ones
+            params = {k: v.to("cuda:0") for k, v in got[name]["params"].items()}
+            _assert_trees_close(params, retrieval["params"], 1e-10)
         # Same seed, same run: bit-identical on the GPU too (float64, this model).
         _assert_trees_equal(got["regression"][0]["params"], got["regression"][1]["params"])
     for got in ranks[1:]:
