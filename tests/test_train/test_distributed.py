@@ -19,6 +19,7 @@ plus ``evaluate`` merging accumulators across ranks, and ``MainRankCheckpointer`
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -201,7 +202,26 @@ def _free_port() -> int:
 
 
 def _launch(out_dir: Path, nproc: int, args: list[str]) -> list[dict]:
-    """Run this file as ``nproc`` workers (torchrun's environment, a free port); their outputs."""
+    """Run this file as ``nproc`` workers (torchrun's environment, a free port); their outputs.
+
+    A start-up that dies in gloo's C++ before any test code runs ("terminate called without an
+    active exception", SIGABRT: seen about once in thirty runs on the 2-core CI machine) is
+    retried once on a fresh port; any other failure, or the same one twice, fails.
+    """
+    for attempt in range(2):
+        codes, logs = _run_workers(out_dir, nproc, args)
+        aborted = [r for r, code in enumerate(codes) if code == -signal.SIGABRT]
+        flake = aborted and all(
+            "terminate called without an active exception" in logs[r] for r in aborted
+        )
+        if all(code == 0 for code in codes) or not flake or attempt == 1:
+            break
+    for r, code in enumerate(codes):
+        assert code == 0, f"rank {r} failed (exit {code}):\n{logs[r]}"
+    return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(nproc)]
+
+
+def _run_workers(out_dir: Path, nproc: int, args: list[str]) -> tuple[list[int], list[str]]:
     port = str(_free_port())
     procs = []
     for r in range(nproc):
@@ -232,9 +252,7 @@ def _launch(out_dir: Path, nproc: int, args: list[str]) -> list[dict]:
             for q in procs:
                 q.kill()
             pytest.fail("the distributed workers did not finish within 120 s")
-    for r, p in enumerate(procs):
-        assert p.returncode == 0, f"rank {r} failed:\n{logs[r]}"
-    return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(nproc)]
+    return [p.returncode for p in procs], logs
 
 
 @pytest.fixture(scope="module")
