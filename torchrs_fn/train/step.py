@@ -403,8 +403,10 @@ def make_train_step(
         grads, (loss_value, aux) = grads_and_loss(state, view_params, view_batch)
         if reduce is not None:
             # Under data parallelism the update runs on every rank's rows (the same on each).
-            grads, rows = combine_grads(grads, rows)
-            view_params, view_state = view[0].gather(state.params, state.opt_state, rows)
+            grads, union = combine_grads(grads, rows)
+            if union is not rows:
+                rows = union
+                view_params, view_state = view[0].gather(state.params, state.opt_state, rows)
         updates, new_view_state = optimizer.update(grads, view_state, view_params)
         new_view_params = apply_updates(view_params, updates)
         if active is not None:
