@@ -318,13 +318,10 @@ def make_train_step(
     _check_precision(precision, "make_train_step")
     reduce = _distributed.resolve_gradient_reduction(distributed, "make_train_step")
     columns = _sparse_columns(sparse_tables)
-    if columns and reduce is not None:
-        # Each rank touches other rows: the sparse step combines them itself (combine_grads).
-        if compile == "auto":
-            compile = False
-    elif reduce is not None:
-        if compile == "auto":
-            compile = False
+    if reduce is not None and compile == "auto":
+        compile = False
+    if reduce is not None and not columns:
+        # (A row-sparse step combines its ranks' rows itself: combine_grads below.)
         optimizer = _distributed.average_gradients(
             optimizer,
             reduce=reduce,
