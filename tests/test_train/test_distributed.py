@@ -174,6 +174,11 @@ def worker(out_dir: Path) -> None:
     q, c = (t.requires_grad_() for t in gather_inputs(r))
     ids = torch.arange(c.shape[0]) + 100 * r
     prob = torch.full((c.shape[0],), 0.1 * (r + 1), dtype=torch.float64)
+    try:  # a probability per candidate row, or a clear error (before any collective)
+        distributed.gather_candidates(c, prob[:1], ids)
+        out["gather_mismatch"] = None
+    except ValueError as e:
+        out["gather_mismatch"] = str(e)
     c_all, prob_all, ids_all = distributed.gather_candidates(c, prob, ids)
     gather_loss(q, c_all).backward()
     out["gather"] = {
@@ -420,6 +425,11 @@ def test_gather_candidates_gradient_matches_single_process_autograd(ranks: list[
         assert got["prob"].tolist() == [0.1 * (r + 1)] * (3 - r) + [0.1 * (other + 1)] * (3 - other)
         torch.testing.assert_close(got["q_grad"], qs[r].grad, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(got["c_grad"], cs[r].grad, rtol=1e-12, atol=1e-12)
+
+
+def test_gather_candidates_names_a_probability_of_the_wrong_length(ranks: list[dict]) -> None:
+    for r in range(2):
+        assert "probability must have one entry per candidate row" in ranks[r]["gather_mismatch"]
 
 
 def test_single_process_helpers_change_nothing() -> None:

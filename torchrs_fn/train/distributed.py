@@ -305,8 +305,8 @@ def reduce_row_gradients(
     union of all ranks' rows (``RowIds`` of ``N_0 + ... + N_{W-1} + 1`` slots) and each row's
     gradient summed over ranks (divided by the number of ranks with ``average``): the table
     gradient that the dense all-reduce would give, restricted to the rows it can be non-zero
-    in. Two ``all_gather`` calls per table (ids, rows), no differentiation. In a single process
-    it returns its inputs.
+    in. Per table: one small ``all_gather`` of the row counts, then one of the ids and one of
+    the rows; no differentiation. In a single process it returns its inputs.
     """
     if not is_active():
         return dict(rows), dict(grads)
@@ -319,9 +319,10 @@ def reduce_row_gradients(
     out_grads: dict[str, torch.Tensor] = {}
     for name, r in rows.items():
         g = grads[name].detach()
+        sizes = _gather_sizes(g.shape[0], g.device)
         # Unused slots become padding (-1), which unique_ids passes through.
-        ids = all_gather_rows(torch.where(r.valid, r.ids, -1))
-        every = all_gather_rows(g)
+        ids = _gather_rows(torch.where(r.valid, r.ids, -1), sizes)
+        every = _gather_rows(g, sizes)
         union = unique_ids(ids)
         slot = union.inverse
         keep = (slot >= 0).reshape((-1,) + (1,) * (g.ndim - 1))
@@ -387,7 +388,12 @@ def all_gather_rows(x: torch.Tensor, *, include_self: bool = True) -> torch.Tens
     """
     if not is_active():
         return x if include_self else x[:0]
-    sizes = _gather_sizes(x.shape[0], x.device)
+    return _gather_rows(x, _gather_sizes(x.shape[0], x.device), include_self)
+
+
+def _gather_rows(x: torch.Tensor, sizes: list[int], include_self: bool = True) -> torch.Tensor:
+    """``all_gather_rows`` given every rank's row count (``_gather_sizes``): callers gathering
+    several tensors of the same rows gather the counts once."""
     m = max(sizes)
     padded = _pad_rows(x, m)
     if x.is_floating_point() or x.is_complex():
@@ -419,9 +425,18 @@ def gather_candidates(
     """
     if not is_active():
         return embeddings, probability, ids
-    out = [torch.cat([embeddings, all_gather_rows(embeddings, include_self=False)])]
-    for x in (probability, ids):
-        out.append(None if x is None else torch.cat([x, all_gather_rows(x, include_self=False)]))
+    n = embeddings.shape[0]
+    for name, x in (("probability", probability), ("ids", ids)):
+        if x is not None and x.shape[:1] != (n,):
+            raise ValueError(
+                f"gather_candidates: {name} must have one entry per candidate row ({n}), got "
+                f"shape {tuple(x.shape)}"
+            )
+    sizes = _gather_sizes(n, embeddings.device)
+    out = [
+        None if x is None else torch.cat([x, _gather_rows(x, sizes, include_self=False)])
+        for x in (embeddings, probability, ids)
+    ]
     return out[0], out[1], out[2]
 
 
@@ -454,7 +469,8 @@ def merge_accumulators(sums: dict[str, Any]) -> dict[str, Any]:
     for k in names:
         v = sums[k]
         if isinstance(v, AUCState):
-            out[k] = AUCState(*(all_gather_rows(x.detach()) for x in v))
+            sizes = _gather_sizes(v.scores.shape[0], v.scores.device)
+            out[k] = AUCState(*(_gather_rows(x.detach(), sizes) for x in v))
         elif k not in out:
             raise TypeError(
                 f"merge_accumulators: {k!r} is a {type(v).__name__}; expected a MeanState or "
