@@ -1,25 +1,13 @@
 """The context-features example reproduces TFRS's published figures; the custom model trains."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from example_modules import load_example
 
 
 def test_context_features_match_tfrs_published_figures(ml100k_dir, capsys):
-    example = _load("movielens_context_features")
+    example = load_example("movielens_context_features")
     assert example.main(["--data-dir", str(ml100k_dir), "--json", "--no-compile"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     by_variant = {r["use_timestamps"]: r for r in rows}
@@ -31,7 +19,7 @@ def test_context_features_match_tfrs_published_figures(ml100k_dir, capsys):
 
 
 def test_custom_model_learns(ml100k_dir, capsys):
-    example = _load("custom_model")
+    example = load_example("custom_model")
     assert (
         example.main(["--data-dir", str(ml100k_dir), "--json", "--no-compile", "--epochs", "2"])
         == 0
@@ -44,6 +32,6 @@ def test_custom_model_learns(ml100k_dir, capsys):
 
 @pytest.mark.parametrize("name", ["movielens_context_features", "custom_model"])
 def test_bad_arguments_fail_clearly(ml100k_dir, name):
-    example = _load(name)
+    example = load_example(name)
     with pytest.raises(ValueError, match="epochs"):
         example.main(["--data-dir", str(ml100k_dir), "--no-compile", "--epochs", "0"])

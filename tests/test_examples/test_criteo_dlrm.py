@@ -1,6 +1,5 @@
 """examples/criteo_dlrm.py: DLRM end to end on synthetic Criteo-like data and on Kaggle TSV."""
 
-import importlib.util
 import json
 import math
 import sys
@@ -9,23 +8,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from example_modules import load_example
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SHARED_BENCH = Path(__file__).resolve().parents[3] / "shared" / "bench"
 KEYS = {"auc", "log_loss", "epoch_seconds", "rows"}
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def example():
-    return _load("criteo_dlrm")
+    return load_example("criteo_dlrm")
 
 
 def _line(label, ints, cats) -> str:

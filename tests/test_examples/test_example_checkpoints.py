@@ -6,18 +6,16 @@ the saved parameters load back (``torchrs_fn.load_tree``) as the trained ones.
 Eager steps (``--compile off``): a resumed run is then bit-identical to an uninterrupted one
 (``train.fit``'s contract), and CI pays no compile time."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from example_modules import load_example
 
 import torchrs_fn as rs
 from torchrs_fn import optim, train
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # Every example that trains; sweep.py has --save-params only (train.sweep does not checkpoint).
 TRAINING_EXAMPLES = [
     "criteo_dlrm",
@@ -32,14 +30,6 @@ TRAINING_EXAMPLES = [
     "movielens_sequential",
     "serving",
 ]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # torch.compile looks the module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(module, argv: list[str], capsys) -> list[dict]:
@@ -65,7 +55,7 @@ def _checkpoints(directory: Path) -> list[str]:
 
 @pytest.mark.parametrize("name", TRAINING_EXAMPLES)
 def test_every_training_example_takes_the_flags(name):
-    example = _load(name)
+    example = load_example(name)
     args = example.parse_args(["--checkpoint-dir", "ck", "--save-params", "p.trs"])
     assert (args.checkpoint_dir, args.checkpoint_every, args.save_params) == ("ck", None, "p.trs")
     with pytest.raises(SystemExit):
@@ -73,21 +63,21 @@ def test_every_training_example_takes_the_flags(name):
 
 
 def test_sweep_takes_save_params_only():
-    example = _load("sweep")
+    example = load_example("sweep")
     assert example.parse_args(["--save-params", "p.trs"]).save_params == "p.trs"
     with pytest.raises(SystemExit):
         example.parse_args(["--checkpoint-dir", "ck"])
 
 
 def test_params_path_inserts_the_run_name():
-    cli = _load("_cli")
+    cli = load_example("_cli")
     assert cli.params_path("out/params.trs") == Path("out/params.trs")
     assert cli.params_path("out/params.trs", "dcn_seed0") == Path("out/params.dcn_seed0.trs")
     assert cli.params_path("params", "list_mle") == Path("params.list_mle")
 
 
 def test_ranking_resumes_to_the_uninterrupted_run(ml100k_dir, tmp_path, capsys):
-    example = _load("movielens_ranking")
+    example = load_example("movielens_ranking")
     # On the CPU, where resuming is bit-identical (on a GPU it agrees to rounding: docs/reliability.md).
     base = [
         "--data-dir",
@@ -133,7 +123,7 @@ def test_ranking_resumes_to_the_uninterrupted_run(ml100k_dir, tmp_path, capsys):
 
 
 def test_dcn_checkpoints_and_saves_each_run(ml100k_dir, tmp_path, capsys):
-    example = _load("movielens_dcn")
+    example = load_example("movielens_dcn")
     base = ["--data-dir", str(ml100k_dir), "--device", "cpu", "--models", "dnn", "--compile", "off"]
     base.append("--json")
     ckpt, params_file = tmp_path / "ckpt", tmp_path / "params.trs"
@@ -181,7 +171,7 @@ def test_dcn_checkpoints_and_saves_each_run(ml100k_dir, tmp_path, capsys):
 
 
 def test_sweep_saves_every_configuration(ml100k_dir, tmp_path, capsys):
-    example = _load("sweep")
+    example = load_example("sweep")
     argv = ["--data-dir", str(ml100k_dir), "--epochs", "1", "--no-compile", "--json"]
     argv += ["--learning-rates", "0.1,0.5", "--temperatures", "1"]
     rows = _run(example, [*argv, "--save-params", str(tmp_path / "params.trs")], capsys)

@@ -2,24 +2,13 @@
 context-features tutorial's model with timestamps."""
 
 import contextlib
-import importlib.util
 import io
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from example_modules import load_example
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RANDOM_TOP_100 = 100 / 1682  # a random ranking of the 1,682 movies
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _argv(ml100k_dir) -> list[str]:
@@ -31,7 +20,7 @@ def one_layer_lines(ml100k_dir) -> list[str]:
     """What the example prints for the 1-layer model after one (eager) epoch; trained once."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert _load("movielens_deep").main([*_argv(ml100k_dir), "--layers", "1"]) == 0
+        assert load_example("movielens_deep").main([*_argv(ml100k_dir), "--layers", "1"]) == 0
     return out.getvalue().strip().splitlines()
 
 
@@ -55,7 +44,7 @@ def test_one_layer_is_the_context_features_model(one_layer_lines, ml100k_dir, ca
     example builds it from FeatureTower, the other by hand, on separately written featurisation.
     Same seed, same rows: the same losses and accuracies up to float rounding."""
     deep = json.loads(one_layer_lines[0])
-    context = _load("movielens_context_features")
+    context = load_example("movielens_context_features")
     assert context.main([*_argv(ml100k_dir), "--timestamps", "on"]) == 0
     reference = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert deep["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-4)
@@ -64,7 +53,7 @@ def test_one_layer_is_the_context_features_model(one_layer_lines, ml100k_dir, ca
 
 
 def test_bad_arguments_fail_clearly(ml100k_dir):
-    example = _load("movielens_deep")
+    example = load_example("movielens_deep")
     with pytest.raises(ValueError, match="epochs"):
         example.main(["--data-dir", str(ml100k_dir), "--no-compile", "--epochs", "0"])
     with pytest.raises(SystemExit):

@@ -1,22 +1,12 @@
 """The TFRS sequential_retrieval recipe on real MovieLens 100K: one short epoch learns something."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from example_modules import load_example
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "movielens_sequential.py"
 KS = (1, 5, 10, 50, 100)
-
-
-def _load_example():
-    spec = importlib.util.spec_from_file_location("movielens_sequential", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # torch.compile looks the module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(example, ml100k_dir, capsys, *extra):
@@ -28,7 +18,7 @@ def _run(example, ml100k_dir, capsys, *extra):
 
 
 def test_one_epoch_beats_random(ml100k_dir, capsys):
-    example = _load_example()
+    example = load_example("movielens_sequential")
     result = _run(example, ml100k_dir, capsys)
     for key in ("dataset", "epoch_seconds", "num_train", "num_test", "top_100_excluding_seen"):
         assert key in result
@@ -50,7 +40,7 @@ def test_one_epoch_beats_random(ml100k_dir, capsys):
 
 
 def test_last_split_holds_out_one_example_per_user(ml100k_dir, capsys):
-    example = _load_example()
+    example = load_example("movielens_sequential")
     result = _run(example, ml100k_dir, capsys, "--split", "last", "--no-mask")
     assert result["num_test"] == 943  # every 100K user has >= 20 ratings, so >= 3 of 2+ stars
     assert result["num_train"] + result["num_test"] == 92_947
@@ -59,7 +49,7 @@ def test_last_split_holds_out_one_example_per_user(ml100k_dir, capsys):
 
 
 def test_auto_falls_back_to_100k_and_says_so(ml100k_dir, capsys, tmp_path, monkeypatch):
-    example = _load_example()
+    example = load_example("movielens_sequential")
     # Only the 100K folder beside it and an empty cache: no 1M anywhere auto looks.
     (tmp_path / "ml-100k").symlink_to(Path(ml100k_dir).resolve(), target_is_directory=True)
     monkeypatch.setenv("TORCHRS_FN_DATA_DIR", str(tmp_path / "cache"))
@@ -70,6 +60,6 @@ def test_auto_falls_back_to_100k_and_says_so(ml100k_dir, capsys, tmp_path, monke
 
 @pytest.mark.parametrize("bad", [["--epochs", "0"], ["--batch-size", "0"]])
 def test_bad_arguments_fail_clearly(bad):
-    example = _load_example()
+    example = load_example("movielens_sequential")
     with pytest.raises(ValueError, match="epochs|batch-size"):
         example.main(["--no-compile", *bad])

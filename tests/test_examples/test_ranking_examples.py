@@ -4,21 +4,14 @@ against the figures TFRS gave on the same recipe (run side by side; docs/benchma
 CI runs shortened settings where the full recipe takes minutes (stated per test); the full
 settings are what docs/benchmarks.md records."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from example_modules import load_example
 
 
 def _run(name, argv, capsys):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_example(name)
     assert module.main([*argv, "--json"]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
 

@@ -2,22 +2,16 @@
 itself by construction, so the checks are on the approximate ones against it and on the trained
 model being a real one."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from example_modules import EXAMPLES, load_example
 
 
 def test_serving_small_corpus(ml100k_dir, capsys):
     sys.path.insert(0, str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location("serving", EXAMPLES / "serving.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_example("serving")
     argv = ["--data-dir", str(ml100k_dir), "--corpus-size", "5000", "--json"]
     assert module.main([*argv, "--indexes", "brute_force,scann,faiss_ivf"]) == 0
     lines = [

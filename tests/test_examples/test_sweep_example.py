@@ -1,26 +1,15 @@
 """The sweep example trains a grid of retrieval models at once on real MovieLens 100K."""
 
 import contextlib
-import importlib.util
 import io
 import json
 import math
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from example_modules import load_example
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GRID = ["--learning-rates", "0.1,0.5", "--temperatures", "0.1,1"]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # torch.compile looks the module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def _json_lines(module, argv: list[str]) -> list[dict]:
@@ -33,7 +22,7 @@ def _json_lines(module, argv: list[str]) -> list[dict]:
 @pytest.fixture(scope="module")
 def sweep_run(ml100k_dir) -> SimpleNamespace:
     """One run of ``main`` (2 x 2 grid, 1 epoch, eager, --json); keeps what ``run`` returned."""
-    example = _load("sweep")
+    example = load_example("sweep")
     kept = {}
     real_run = example.run
 
@@ -85,7 +74,7 @@ def test_configuration_equals_a_standalone_run(sweep_rows, ml100k_dir):
     # Same seed, same split, same batches, same init: configuration (lr 0.1, temperature 1) of
     # the sweep is the basic retrieval example run on its own with those values.
     single = _json_lines(
-        _load("movielens_retrieval"),
+        load_example("movielens_retrieval"),
         [
             "--data-dir", str(ml100k_dir), "--epochs", "1", "--no-compile", "--json",
             "--learning-rate", "0.1", "--temperature", "1.0",
@@ -100,7 +89,7 @@ def test_configuration_equals_a_standalone_run(sweep_rows, ml100k_dir):
 def test_memory_budget_chunks_give_the_same_results(sweep_rows, ml100k_dir):
     # 4 configurations of about 2.7 MB each (4 x the train state) in chunks of 2.
     argv = ["--data-dir", str(ml100k_dir), "--epochs", "1", "--no-compile", "--json", *GRID]
-    chunked = _json_lines(_load("sweep"), [*argv, "--memory-budget", "6M"])
+    chunked = _json_lines(load_example("sweep"), [*argv, "--memory-budget", "6M"])
     for whole, part in zip(sweep_rows, chunked):
         assert part["train_loss"][0] == pytest.approx(whole["train_loss"][0], rel=1e-5), part
         assert part["top_100"] == pytest.approx(whole["top_100"], abs=1e-3), part
@@ -133,7 +122,7 @@ def test_readable_table_and_plot(sweep_run, capsys, tmp_path):
     ],
 )
 def test_bad_arguments_fail_clearly(bad, capsys):
-    example = _load("sweep")
+    example = load_example("sweep")
     with pytest.raises(SystemExit):
         example.parse_args(bad)
     assert "error:" in capsys.readouterr().err
