@@ -692,3 +692,22 @@ def test_bad_hyperparameters_of_the_other_arguments():
     for name in PAIRWISE:
         with pytest.raises(TypeError, match="lambda_weight must come from"):
             _fn(name)(s, y, lambda_weight="ndcg")
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_bfloat16_scores_give_the_float32_loss_and_a_bfloat16_gradient(name):
+    """Mixed precision: a loss of bfloat16 scores is computed in float32, bit for bit the loss of
+    the same scores cast to float32 (as Keras computes losses), and the gradient reaches the
+    scores in bfloat16. Left to bfloat16 arithmetic these losses were 0.05-0.7% off."""
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(16, 6, generator=g).bfloat16()
+    labels = torch.randint(-1, 4, (16, 6), generator=g).float() + 0.25  # -0.75 is padding
+    low = scores.clone().requires_grad_()
+    high = scores.float().requires_grad_()
+    got, ref = _fn(name)(low, labels), _fn(name)(high, labels)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, ref)
+    (grad_low,) = torch.autograd.grad(got, low)
+    (grad_high,) = torch.autograd.grad(ref, high)
+    assert grad_low.dtype == torch.bfloat16
+    assert torch.equal(grad_low, grad_high.bfloat16())

@@ -41,6 +41,22 @@ def test_bce_from_logits_and_probabilities_agree_with_torch():
     assert torch.allclose(got_p, want, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("loss", "from_logits"),
+    [("mean_squared_error", False), ("binary_crossentropy", True), ("binary_crossentropy", False)],
+)
+def test_bfloat16_predictions_give_the_float32_loss(loss, from_logits):
+    """Mixed precision: bfloat16 predictions (a model under autocast) and bfloat16 labels give
+    the float32 loss of the same values, bit for bit, as Keras computes losses in float32."""
+    y, logits, w = _data(64, seed=4)
+    p = (logits if from_logits else torch.sigmoid(logits)).bfloat16()
+    task = Ranking(loss=loss, from_logits=from_logits)
+    got = task.loss(y.bfloat16(), p, w.float())
+    want = task.loss(y.float(), p.float(), w.float())
+    assert got.dtype == torch.float32
+    assert torch.equal(got, want)
+
+
 def test_callable_loss_gets_lists_mask_and_weights():
     g = torch.Generator().manual_seed(1)
     scores = torch.randn(4, 5, generator=g)

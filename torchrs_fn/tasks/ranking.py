@@ -60,6 +60,7 @@ import torch
 
 from .. import random as _random
 from .._transforms import host_checks_allowed
+from .base import at_least_float32
 
 __all__ = [
     "Ranking",
@@ -251,6 +252,7 @@ def _prepare(
                 f"{name}: weights must have shape {' or '.join(str(list(s)) for s in shapes)} "
                 f"(per list or per item), got {list(weights.shape)}"
             )
+    scores = at_least_float32(scores)  # mixed precision: the loss still runs in float32
     squeeze = scores.ndim == 1
     if squeeze:
         scores, labels = scores[:, None], labels[:, None]
@@ -1225,6 +1227,8 @@ class Ranking(torch.nn.Module):
         if host_checks_allowed(p, y, w):
             for arg, x in (("predictions", p), ("labels", y)):
                 _check_nan("Ranking", arg, torch.isnan(x))
+        # Mixed precision: the loss runs in float32 (at_least_float32).
+        p, y = at_least_float32(p), at_least_float32(y)
         per_example = _keras_pointwise(self.loss_fn, p, y, self.from_logits)
         if w is not None:
             per_example = per_example * w

@@ -281,8 +281,10 @@ def make_train_step(
         precision: ``"fp32"`` (default) or ``"bf16"``: mixed precision. The loss function runs
             under ``torch.autocast(dtype=torch.bfloat16)`` on the parameters' device, so matrix
             products and convolutions run in bfloat16 while the parameters (the master
-            weights), their gradients and the optimizer state stay float32, and autocast keeps
-            reductions, softmax and losses in float32. On a CPU with AVX-512 BF16 / AMX or on a
+            weights), their gradients and the optimizer state stay float32. The library's
+            losses compute in float32 whatever dtype reaches them (on a CPU, autocast itself
+            leaves softmax, ``logsumexp`` and sums in bfloat16), and a loss function's
+            bfloat16 result is cast to float32. On a CPU with AVX-512 BF16 / AMX or on a
             GPU this is several times faster for dense layers; results differ from float32 at
             bfloat16's 3 significant digits per product, so compare metrics, not bits.
         distributed: data parallelism (``train.distributed``). When a process group of several
