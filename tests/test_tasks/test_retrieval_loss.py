@@ -250,11 +250,12 @@ def test_bfloat16_embeddings_give_the_float32_loss_and_bfloat16_gradients(kwargs
 @pytest.mark.parametrize("fused", [True, False])
 def test_under_bfloat16_autocast_the_loss_stays_float32(fused):
     """Under autocast the products run in bfloat16 but the loss is float32 and within
-    bfloat16's product error of the float64 loss (measured: 1.6e-5 fused, whose block softmax
-    statistics stay bfloat16 for speed, and 3.3e-5 plain, whose softmax is float32 but whose
-    positive scores come from the bfloat16 product). Left to autocast, the plain form summed
-    in bfloat16 and was 9.1e-4 off."""
-    tolerance = 1e-4
+    bfloat16's product error of the float64 loss (measured: 4.4e-6 fused, whose block softmax
+    numerators stay bfloat16 for speed but whose row sums and log-sum-exp are float32, and
+    3.3e-5 plain, whose softmax is float32 but whose positive scores come from the bfloat16
+    product). Left to autocast, the plain form summed in bfloat16 and was 9.1e-4 off; the fused
+    form with bfloat16 row sums was 1.6e-5 off."""
+    tolerance = 1e-5 if fused else 1e-4
     g = torch.Generator().manual_seed(6)
     q = torch.randn(512, 16, generator=g) * 0.5
     c = torch.randn(512, 16, generator=g) * 0.5
