@@ -6,7 +6,11 @@ scatter-add of the looked-up rows' gradients`` (``aten.embedding_dense_backward`
 * as ``torch.compile`` compiles it (``inductor``: one atomic add per float, since the threads
   may hit the same row; what a compiled train step runs);
 * eagerly with ``scatter_add_``, ``index_add_``, ``index_put_(accumulate=True)`` and
-  ``embedding_dense_backward`` (no atomics).
+  ``embedding_dense_backward`` (no atomics);
+* and the whole lookup compiled, forward and backward, with the tables' outputs concatenated
+  as a model concatenates them: through ``F.embedding`` (``inductor_lookup_F.embedding``) and
+  through ``layers.embedding_lookup`` (``inductor_lookup_embedding_lookup``), whose gather
+  hands its gradient to ATen's ``scatter_add``.
 
 Every variant is checked against ``index_add_`` (to 1e-3, the float32 sums of one batch in
 another order). Shapes (``--model``):
@@ -32,6 +36,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+
+from torchrs_fn.layers import embedding_lookup
 
 SHARED_BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
 DCN_TABLES = [1683, 944, 2, 795, 22, 8]  # movie, user, gender, zip code, occupation, age
@@ -92,6 +99,21 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "embedding_dense_backward_eager": lambda: dense_backward(grads, ids),
     }
+    # The whole lookup, forward and backward, as a compiled train step runs it: the tables'
+    # outputs concatenated (so each gradient arrives as a strided slice), against a cotangent.
+    cotangent = torch.cat(grads, dim=-1)
+    tables_ = [torch.zeros(s, dim) for s in sizes]
+
+    def lookups(lookup: Callable) -> Callable[[], list[torch.Tensor]]:
+        def loss(ws: list[torch.Tensor]) -> torch.Tensor:
+            out = torch.cat([lookup(w, i) for w, i in zip(ws, ids)], dim=-1)
+            return (out * cotangent).sum()
+
+        step = torch.compile(torch.func.grad(loss))
+        return lambda: step(tables_)
+
+    variants["inductor_lookup_F.embedding"] = lookups(lambda w, i: F.embedding(i, w))
+    variants["inductor_lookup_embedding_lookup"] = lookups(embedding_lookup)
     reference = variants["index_add_"]()
     out: dict[str, object] = {
         "model": args.model,

@@ -2,7 +2,7 @@
 sequence encoders."""
 
 from .dcn import Cross, MultiLayerDCN, keras_initializer
-from .embedding import BagEmbedding, Embedding, HashedEmbedding
+from .embedding import BagEmbedding, Embedding, HashedEmbedding, embedding_lookup
 from .interaction import DotInteraction
 from .mlp import MLP
 from .sequence import GRUEncoder, TransformerEncoder
@@ -11,6 +11,7 @@ __all__ = [
     "BagEmbedding",
     "Embedding",
     "HashedEmbedding",
+    "embedding_lookup",
     "MLP",
     "Cross",
     "MultiLayerDCN",

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._transforms import host_checks_allowed
 from ..layers.dcn import Cross, MultiLayerDCN
-from ..layers.embedding import Embedding
+from ..layers.embedding import Embedding, embedding_lookup
 from ..layers.interaction import DotInteraction
 from ..layers.mlp import MLP
 
@@ -254,7 +253,7 @@ class DLRM(nn.Module):
             )
         bottom = self.bottom(dense)
         embedded = [
-            F.embedding(ids[..., i], table.weight)
+            embedding_lookup(table.weight, ids[..., i])
             for i, table in enumerate(self.embeddings.values())
         ]
         if self.interaction_kind == "dot":
