@@ -262,8 +262,6 @@ def profile(step, state, batches, steps: int, row_limit: int) -> Any:
         for i in range(steps):
             with record_function("train_step"):
                 state, _ = step(state, batches[i % len(batches)])
-    import os
-
     by_shape = os.environ.get("DLRM_PROFILE_BY_SHAPE") == "1"
     table = prof.key_averages(group_by_input_shape=by_shape).table(
         sort_by="self_cpu_time_total", row_limit=row_limit

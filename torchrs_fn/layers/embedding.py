@@ -22,11 +22,15 @@ __all__ = ["BagEmbedding", "Embedding", "HashedEmbedding", "embedding_lookup"]
 _COMBINERS = ("mean", "sum", "sqrtn")
 
 
+def _check_integer_ids(ids: torch.Tensor, name: str) -> None:
+    if ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex():
+        raise TypeError(f"{name}: ids must be integers, got {ids.dtype}")
+
+
 def _check_ids(ids: torch.Tensor, name: str, size: int, hint: str) -> None:
     """Integer dtype always; the range only in eager mode (not compiled, not under vmap), so the
     check never adds a graph break."""
-    if ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex():
-        raise TypeError(f"{name}: ids must be integers, got {ids.dtype}")
+    _check_integer_ids(ids, name)
     if ids.numel() and host_checks_allowed(ids):
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= size:
@@ -52,13 +56,11 @@ def embedding_lookup(weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     fight over them. Measured on a 2-core CPU, the compiled lookup and its gradient for one batch
     of 8,192, the outputs concatenated (``python benchmarks/embedding_scatter.py``): 5.4-5.8 ms
     against 0.8-1.0 ms for the six tables of the DCN tutorial, 8.5-9.6 ms against 4.7-6.0 ms
-    for the 26 tables of the synthetic Criteo data. Plain
-    ops only: ``grad``, ``vmap`` (of the table, the ids or both) and ``torch.compile`` work as
-    for any gather. The layers of this module and ``models.DLRM`` look up through it. An id
+    for the 26 tables of the synthetic Criteo data. Plain ops only: ``grad``, ``vmap`` (of the
+    table, the ids or both) and ``torch.compile`` work as for any gather. The layers of this module and ``models.DLRM`` look up through it. An id
     outside ``[0, V)`` raises (eagerly, and as a bounds assertion of the compiled kernel).
     """
-    if ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex():
-        raise TypeError(f"embedding_lookup: ids must be integers, got {ids.dtype}")
+    _check_integer_ids(ids, "embedding_lookup")
     if weight.ndim != 2:
         raise ValueError(
             f"embedding_lookup: weight must be a [V, D] table, got shape {tuple(weight.shape)}"

@@ -19,7 +19,6 @@ glibc it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
