@@ -77,6 +77,38 @@ def wait_for_quiet(
     return {"load_average": load, "busy_fraction": busy, "waited_seconds": waited}
 
 
+def matmul_gflops(dtype: Any, size: int, a: Any = None, b: Any = None) -> float:
+    """GFLOP/s of one ``size x size`` by ``size x size`` ``torch.mm`` in ``dtype`` (a torch
+    dtype; ``a`` and ``b`` may be passed in to reuse them). torch is imported here, not at the
+    top, because the TensorFlow-side scripts import this module too."""
+    import torch
+
+    if a is None:
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(size, size, generator=g).to(dtype)
+        b = torch.randn(size, size, generator=g).to(dtype)
+    t = time.perf_counter()
+    torch.mm(a, b)
+    return 2 * size**3 / (time.perf_counter() - t) / 1e9
+
+
+def matmul_peak(size: int = 4096, repeats: int = 5) -> dict[str, float]:
+    """This CPU's measured matrix-product peak: the median GFLOP/s of ``repeats`` square
+    ``torch.mm`` of side ``size`` (after one warm-up each), as ``{"fp32": ..., "bf16": ...}``."""
+    import statistics
+
+    import torch
+
+    peaks = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(size, size, generator=g).to(dtype)
+        b = torch.randn(size, size, generator=g).to(dtype)
+        matmul_gflops(dtype, size, a, b)
+        peaks[name] = statistics.median(matmul_gflops(dtype, size, a, b) for _ in range(repeats))
+    return peaks
+
+
 def resolve_tf_python(explicit: str | None, flag: str) -> str:
     """The TensorFlow virtualenv's interpreter: ``explicit`` (from ``flag``), else
     ``.venv-tfrs/bin/python`` if it exists, else ``$TFRS_PYTHON``; exits with a hint otherwise."""

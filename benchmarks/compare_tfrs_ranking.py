@@ -46,6 +46,10 @@ Figures (medians over repeats; epochs pooled over runs and repeats):
 * ``epoch 2+ s``: the steady state, median of the epochs 2+ of every run;
 * ``epoch 2+ CPU s``: process CPU seconds (user + system, all threads) of the same epochs,
   where the script reports them (every TFRS script; on our side the ranking example);
+* ``epoch 2+ GFLOP/s``: the dense layers' products of one epoch (``train_gflop_per_row``
+  times the training rows) over the steady-state epoch, both sides; the report heads them with
+  this CPU's matmul peak (``torch.mm`` of 4096 x 4096, float32 and bfloat16, measured before
+  and after the runs);
 * whole process: wall-clock and CPU seconds (``getrusage`` of the child) of each program,
   interpreter start to exit.
 
@@ -95,6 +99,7 @@ from _sidebyside import (
     git_commit,
     log,
     machine_busy_seconds,
+    matmul_peak,
     package_version,
     resolve_tf_python,
     tf_env,
@@ -136,6 +141,36 @@ MULTITASK_TOLERANCES = {"top_100": 0.02, "rmse": 0.1}  # |ours - TFRS| per weigh
 SPEED_TARGETS = {"basic_ranking": 1.5, "dcn": 1.3}  # steady-state epoch, TFRS / ours
 # With --torch-precision bf16 our DCN step runs in mixed precision against TFRS's float32.
 BF16_SPEED_TARGETS = {"dcn": 2.0}
+
+# Multiply-adds of the dense layers per training example, forward (the issue asks every speed
+# figure for its GFLOP/s against the CPU's matmul peak). Embedding lookups, element-wise work and
+# the optimizer count nothing. basic_ranking and listwise: MLP 64-256-64-1 (two 32-wide
+# embeddings in; listwise scores each of a list's 5 items); dcn: 192 wide (six 32-wide
+# embeddings), a full cross layer 192x192 (low rank: 192x20 and 20x192), Dense 192, 192 and 1,
+# or for the DNN Dense 192, 192, 192 and 1. multitask adds its retrieval task's in-batch scores,
+# whose count depends on the batch; it has no speed target and gets no figure.
+_MLP_MACS = 64 * 256 + 256 * 64 + 64 * 1
+_DCN_MACS = {
+    "dcn": 3 * 192 * 192 + 192,
+    "dcn_low_rank": 2 * 192 * 20 + 2 * 192 * 192 + 192,
+    "dnn": 3 * 192 * 192 + 192,
+}
+LISTWISE_LENGTH = 5
+
+
+def train_gflop_per_row(tutorial: str, item: str) -> float | None:
+    """GFLOP one training row (a rating, or for listwise a list) costs: 2 flops per
+    multiply-add, times 3 for the forward product and the two backward ones (the first layer's
+    input gradient included, since the embeddings train). None where not modelled."""
+    if tutorial == "basic_ranking":
+        macs = _MLP_MACS
+    elif tutorial == "listwise":
+        macs = LISTWISE_LENGTH * _MLP_MACS
+    elif tutorial == "dcn" and item in _DCN_MACS:
+        macs = _DCN_MACS[item]
+    else:
+        return None
+    return 2 * 3 * macs / 1e9
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,6 +424,17 @@ def summarize(runs: Sequence[dict[str, Any]], tutorial: str, framework: str) -> 
     }
 
 
+def add_gflops(tutorial: str, summary: dict[str, dict[str, Any]], train_rows: int) -> None:
+    """Adds ``steady_gflops`` (GFLOP/s of a steady-state epoch over ``train_rows`` rows) to
+    every item of both sides that ``train_gflop_per_row`` models."""
+    for side in summary.values():
+        for name, item in side["items"].items():
+            per_row = train_gflop_per_row(tutorial, name)
+            seconds = item.get("steady_seconds")
+            if per_row is not None and seconds:
+                item["steady_gflops"] = per_row * train_rows / seconds
+
+
 # --------------------------------------------------------------------------------------------
 # The report.
 
@@ -442,8 +488,9 @@ def speed_table(tutorial: str, summaries: dict[str, dict[str, Any]]) -> str:
     lines = [
         f"| {ITEM_LABEL[tutorial]} | epoch 1 s TFRS | epoch 1 s torchrs_fn | ratio "
         "| epoch 2+ s TFRS | epoch 2+ s torchrs_fn | ratio "
-        "| epoch 2+ CPU s TFRS | epoch 2+ CPU s torchrs_fn |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| epoch 2+ CPU s TFRS | epoch 2+ CPU s torchrs_fn "
+        "| epoch 2+ GFLOP/s TFRS | epoch 2+ GFLOP/s torchrs_fn |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in tf_items:
         tf_item, torch_item = tf_items[name], torch_items.get(name, {})
@@ -454,6 +501,8 @@ def speed_table(tutorial: str, summaries: dict[str, dict[str, Any]]) -> str:
         cells += [
             _num(tf_item.get("steady_cpu_seconds"), 3),
             _num(torch_item.get("steady_cpu_seconds"), 3),
+            _num(tf_item.get("steady_gflops"), 0),
+            _num(torch_item.get("steady_gflops"), 0),
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     tf, torch_ = summaries["tfrs"], summaries["torchrs_fn"]
@@ -585,6 +634,7 @@ def report(
     inputs: dict[str, dict[str, Any]],
     summaries: dict[str, dict[str, dict[str, Any]]],
     checks: Sequence[tuple[str, str, bool]],
+    peaks: dict[str, dict[str, float]],
 ) -> str:
     """The Markdown block printed on stdout."""
     commit = git_commit()
@@ -609,6 +659,9 @@ def report(
         f"torchrs_fn {machine['torchrs_fn_version']}{f' (commit {commit})' if commit else ''}; "
         + tf_versions(runs),
         f"- Command: `{command}`",
+        "- This CPU's matmul peak (`torch.mm` 4096 x 4096, median of 5; before / after the "
+        f"runs): float32 {peaks['before']['fp32']:.0f} / {peaks['after']['fp32']:.0f} GFLOP/s, "
+        f"bfloat16 {peaks['before']['bf16']:.0f} / {peaks['after']['bf16']:.0f} GFLOP/s",
     ]
     for tutorial in args.tutorials:
         rows = ", ".join(f"{k} {v:,}" for k, v in inputs[tutorial]["rows"].items())
@@ -630,7 +683,9 @@ def report(
             "epoch 2+ is the median of the epochs 2+ of every run. Times are wall-clock seconds "
             "unless marked CPU (user + system seconds of the process, all threads); ratio = "
             "TFRS / torchrs_fn, > 1 means torchrs_fn is faster. Rows a side does not report "
-            "show —."
+            "show —. GFLOP/s counts the dense layers' products only (forward and both "
+            "backward products; `train_gflop_per_row`), over the training rows of one epoch; "
+            "compare it with the matmul peak above (bfloat16's for a bf16 run)."
         ),
     ]
     return "\n".join(lines)
@@ -744,6 +799,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         t: {f: [] for f in FRAMEWORKS} for t in args.tutorials
     }
     inputs: dict[str, dict[str, Any]] = {}
+    peaks = {"before": matmul_peak()}
     with tempfile.TemporaryDirectory(prefix="compare_tfrs_ranking_") as tmp:
         for tutorial in args.tutorials:
             inputs[tutorial] = write_inputs(tutorial, args.data_dir, args.seed, Path(tmp))
@@ -777,8 +833,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         tutorial: {f: summarize(runs[tutorial][f], tutorial, f) for f in FRAMEWORKS}
         for tutorial in args.tutorials
     }
+    peaks["after"] = matmul_peak()
+    for tutorial in args.tutorials:
+        add_gflops(tutorial, summaries[tutorial], inputs[tutorial]["rows"]["train"])
     checks = check_targets(summaries, args.torch_precision)
-    print(report(args, command, date, machine, runs, inputs, summaries, checks))
+    print(report(args, command, date, machine, runs, inputs, summaries, checks, peaks))
 
     if args.json_out is not None:
         args.json_out.write_text(
@@ -791,6 +850,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     },
                     "tfrs_python": tfrs_python,
                     "machine": machine,
+                    "matmul_peak_gflops": peaks,
                     "rows": {t: inputs[t]["rows"] for t in args.tutorials},
                     "runs": runs,
                     "summary": summaries,

@@ -64,6 +64,9 @@ import torchrs_fn as rs
 from torchrs_fn import optim, train
 from torchrs_fn.models import DLRM
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sidebyside import matmul_gflops
+
 DEFAULT_SYNTH_PATH = "/work/shared/bench"
 EMBEDDING_DIM = 16
 BOTTOM_UNITS = (512, 256, EMBEDDING_DIM)
@@ -118,17 +121,6 @@ def flops_per_example(num_dense: int, num_sparse: int) -> int:
         macs += width * units
         width = units
     return 2 * macs
-
-
-def matmul_gflops(dtype: torch.dtype, size: int, a=None, b=None) -> float:
-    """GFLOP/s of one ``size x size`` by ``size x size`` ``torch.mm`` in ``dtype``."""
-    if a is None:
-        g = torch.Generator().manual_seed(0)
-        a = torch.randn(size, size, generator=g).to(dtype)
-        b = torch.randn(size, size, generator=g).to(dtype)
-    t = time.perf_counter()
-    torch.mm(a, b)
-    return 2 * size**3 / (time.perf_counter() - t) / 1e9
 
 
 def _busy_jiffies() -> tuple[int, int]:
