@@ -63,3 +63,10 @@ def test_make_train_step_applies_it(monkeypatch):
     monkeypatch.setattr(step_module, "keep_freed_memory", lambda: seen.append(1) or True)
     train.make_train_step(lambda p, b: (p["w"] * b).sum(), optim.sgd(0.1), compile=False)
     assert seen == [1]
+
+
+def test_make_eval_step_applies_it(monkeypatch):
+    seen = []
+    monkeypatch.setattr(step_module, "keep_freed_memory", lambda: seen.append(1) or True)
+    train.make_eval_step(lambda p, b: {"x": p["w"] * b}, compile=False)
+    assert seen == [1]

@@ -579,9 +579,12 @@ def make_eval_step(
     hits, per-example losses) are averaged over examples by ``evaluate``; 0-d values (e.g. a
     batch loss) are averaged over batches weighted by batch size, as Keras does for its loss.
     ``context`` carries what is computed once per evaluation, e.g. the candidate embeddings.
-    ``compile`` and ``precision`` are as for ``make_train_step``.
+    ``compile`` and ``precision`` are as for ``make_train_step``; like it, building an eval
+    step raises glibc's mmap and trim thresholds once per process (``TORCHRS_FN_MALLOC_TUNING=0``
+    opts out), so that large score blocks reuse freed heap memory.
     """
     _check_precision(precision, "make_eval_step")
+    keep_freed_memory()  # as make_train_step (train/_allocator.py)
 
     def eval_step(params: Params, batch: Batch, *context: Any) -> dict[str, torch.Tensor]:
         if differentiating_levels():
