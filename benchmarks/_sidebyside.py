@@ -77,16 +77,25 @@ def wait_for_quiet(
     return {"load_average": load, "busy_fraction": busy, "waited_seconds": waited}
 
 
+def matmul_operands(dtype: Any, size: int) -> tuple[Any, Any]:
+    """Two ``size x size`` matrices in ``dtype`` (a torch dtype; random, seed 0) for
+    ``matmul_gflops``. torch is imported here, not at the top, because the TensorFlow-side
+    scripts import this module too."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(dtype)
+    b = torch.randn(size, size, generator=g).to(dtype)
+    return a, b
+
+
 def matmul_gflops(dtype: Any, size: int, a: Any = None, b: Any = None) -> float:
-    """GFLOP/s of one ``size x size`` by ``size x size`` ``torch.mm`` in ``dtype`` (a torch
-    dtype; ``a`` and ``b`` may be passed in to reuse them). torch is imported here, not at the
-    top, because the TensorFlow-side scripts import this module too."""
+    """GFLOP/s of one ``size x size`` by ``size x size`` ``torch.mm`` in ``dtype`` (``a`` and
+    ``b`` from ``matmul_operands`` may be passed in to reuse them)."""
     import torch
 
     if a is None:
-        g = torch.Generator().manual_seed(0)
-        a = torch.randn(size, size, generator=g).to(dtype)
-        b = torch.randn(size, size, generator=g).to(dtype)
+        a, b = matmul_operands(dtype, size)
     t = time.perf_counter()
     torch.mm(a, b)
     return 2 * size**3 / (time.perf_counter() - t) / 1e9
@@ -101,9 +110,7 @@ def matmul_peak(size: int = 4096, repeats: int = 5) -> dict[str, float]:
 
     peaks = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        g = torch.Generator().manual_seed(0)
-        a = torch.randn(size, size, generator=g).to(dtype)
-        b = torch.randn(size, size, generator=g).to(dtype)
+        a, b = matmul_operands(dtype, size)
         matmul_gflops(dtype, size, a, b)
         peaks[name] = statistics.median(matmul_gflops(dtype, size, a, b) for _ in range(repeats))
     return peaks

@@ -74,7 +74,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -142,32 +144,36 @@ SPEED_TARGETS = {"basic_ranking": 1.5, "dcn": 1.3}  # steady-state epoch, TFRS /
 # With --torch-precision bf16 our DCN step runs in mixed precision against TFRS's float32.
 BF16_SPEED_TARGETS = {"dcn": 2.0}
 
-# Multiply-adds of the dense layers per training example, forward (the issue asks every speed
-# figure for its GFLOP/s against the CPU's matmul peak). Embedding lookups, element-wise work and
-# the optimizer count nothing. basic_ranking and listwise: MLP 64-256-64-1 (two 32-wide
-# embeddings in; listwise scores each of a list's 5 items); dcn: 192 wide (six 32-wide
-# embeddings), a full cross layer 192x192 (low rank: 192x20 and 20x192), Dense 192, 192 and 1,
-# or for the DNN Dense 192, 192, 192 and 1. multitask adds its retrieval task's in-batch scores,
-# whose count depends on the batch; it has no speed target and gets no figure.
-_MLP_MACS = 64 * 256 + 256 * 64 + 64 * 1
-_DCN_MACS = {
-    "dcn": 3 * 192 * 192 + 192,
-    "dcn_low_rank": 2 * 192 * 20 + 2 * 192 * 192 + 192,
-    "dnn": 3 * 192 * 192 + 192,
-}
-LISTWISE_LENGTH = 5
+# basic_ranking's and listwise's scoring MLP: two 32-wide embeddings in, Dense 256, 64, 1.
+RATING_MLP_WIDTHS = (64, 256, 64, 1)
+
+
+def _dense_macs(widths: Sequence[int]) -> int:
+    """Multiply-adds per example of a stack of dense layers ``widths[0] -> widths[1] -> ...``."""
+    return sum(a * b for a, b in itertools.pairwise(widths))
 
 
 def train_gflop_per_row(tutorial: str, item: str) -> float | None:
-    """GFLOP one training row (a rating, or for listwise a list) costs: 2 flops per
-    multiply-add, times 3 for the forward product and the two backward ones (the first layer's
-    input gradient included, since the embeddings train). None where not modelled."""
-    if tutorial == "basic_ranking":
-        macs = _MLP_MACS
-    elif tutorial == "listwise":
-        macs = LISTWISE_LENGTH * _MLP_MACS
-    elif tutorial == "dcn" and item in _DCN_MACS:
-        macs = _DCN_MACS[item]
+    """GFLOP one training row (a rating, or for listwise a list) costs in the dense layers'
+    products: 2 flops per multiply-add, times 3 for the forward product and the two backward
+    ones (the first layer's input gradient included, since the embeddings train). Embedding
+    lookups, element-wise work and the optimizer count nothing. The DCN models and the list
+    length come from the examples themselves. None where not modelled: multitask adds its
+    retrieval task's in-batch scores, whose count depends on the batch, and has no speed
+    target."""
+    if tutorial in ("basic_ranking", "listwise"):
+        macs = _dense_macs(RATING_MLP_WIDTHS)
+        if tutorial == "listwise":
+            macs *= load_example("listwise").LIST_LENGTH
+    elif tutorial == "dcn":
+        example = load_example("dcn")
+        if item not in example.MODELS:
+            return None
+        use_cross, projection_dim, deep = example.MODELS[item]
+        width = example.EMBEDDING_DIM * len(example.FEATURES)
+        macs = _dense_macs((width, *deep, 1))
+        if use_cross:  # full: [width, width]; low rank: [width, r] then [r, width]
+            macs += width * width if projection_dim is None else 2 * width * projection_dim
     else:
         return None
     return 2 * 3 * macs / 1e9
@@ -224,8 +230,9 @@ def run_json_lines(cmd: Sequence[str], env: dict[str, str], timeout: float) -> d
     }
 
 
+@functools.cache
 def load_example(tutorial: str) -> types.ModuleType:
-    """Imports the torchrs_fn example file of ``tutorial`` (not a package) by path."""
+    """Imports the torchrs_fn example file of ``tutorial`` (not a package) by path, once."""
     path = TORCH_SCRIPTS[tutorial]
     spec = importlib.util.spec_from_file_location(f"_example_{path.stem}", path)
     if spec is None or spec.loader is None:

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "examples"))
 import movielens_dcn  # noqa: E402  (the example's model)
-from _sidebyside import cpu_model, git_commit, log, matmul_gflops  # noqa: E402
+from _sidebyside import cpu_model, git_commit, log, matmul_gflops, matmul_operands  # noqa: E402
 from compare_tfrs_ranking import train_gflop_per_row  # noqa: E402
 
 import torchrs_fn as rs  # noqa: E402
@@ -91,8 +91,7 @@ def main() -> None:
 
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     size = 4096
-    a = torch.randn(size, size, generator=g).to(dtype)
-    b = torch.randn(size, size, generator=g).to(dtype)
+    a, b = matmul_operands(dtype, size)
     matmul_gflops(dtype, size, a, b)
     blocks, peaks, i = [], [], 0
     for r in range(args.repeats):

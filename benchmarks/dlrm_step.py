@@ -65,7 +65,7 @@ from torchrs_fn import optim, train
 from torchrs_fn.models import DLRM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sidebyside import matmul_gflops
+from _sidebyside import matmul_gflops, matmul_operands
 
 DEFAULT_SYNTH_PATH = "/work/shared/bench"
 EMBEDDING_DIM = 16
@@ -282,14 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         state = profile(step, state, batches, args.profile_steps, args.profile_rows)
 
     step_dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    g = torch.Generator().manual_seed(0)
-    mats = {
-        dt: (
-            torch.randn(args.peak_size, args.peak_size, generator=g).to(dt),
-            torch.randn(args.peak_size, args.peak_size, generator=g).to(dt),
-        )
-        for dt in (torch.float32, torch.bfloat16)
-    }
+    mats = {dt: matmul_operands(dt, args.peak_size) for dt in (torch.float32, torch.bfloat16)}
     for dt, (a, m) in mats.items():
         matmul_gflops(dt, args.peak_size, a, m)  # warm the matmul's code paths
 

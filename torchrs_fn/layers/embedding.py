@@ -57,8 +57,9 @@ def embedding_lookup(weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     of 8,192, the outputs concatenated (``python benchmarks/embedding_scatter.py``): 5.4-5.8 ms
     against 0.8-1.0 ms for the six tables of the DCN tutorial, 8.5-9.6 ms against 4.7-6.0 ms
     for the 26 tables of the synthetic Criteo data. Plain ops only: ``grad``, ``vmap`` (of the
-    table, the ids or both) and ``torch.compile`` work as for any gather. The layers of this module and ``models.DLRM`` look up through it. An id
-    outside ``[0, V)`` raises (eagerly, and as a bounds assertion of the compiled kernel).
+    table, the ids or both) and ``torch.compile`` work as for any gather. The layers of this
+    module and ``models.DLRM`` look up through it. An id outside ``[0, V)`` raises (eagerly, and
+    as a bounds assertion of the compiled kernel).
     """
     _check_integer_ids(ids, "embedding_lookup")
     if weight.ndim != 2:

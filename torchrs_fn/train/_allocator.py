@@ -12,9 +12,9 @@ returning memory to the system between steps.
 
 ``make_train_step`` and ``make_eval_step`` call ``keep_freed_memory()`` (nothing else in the
 library touches the allocator; an evaluation's score blocks, e.g. 8,192 queries x 1,682
-candidates in float32, 55 MB, are the same case). Set ``TORCHRS_FN_MALLOC_TUNING=0`` to leave the allocator alone (for instance when
-jemalloc or tcmalloc is preloaded, or when the process must give memory back). On anything but
-glibc it does nothing.
+candidates in float32, 55 MB, are the same case). Set ``TORCHRS_FN_MALLOC_TUNING=0`` to leave
+the allocator alone (for instance when jemalloc or tcmalloc is preloaded, or when the process
+must give memory back). On anything but glibc it does nothing.
 """
 
 from __future__ import annotations
